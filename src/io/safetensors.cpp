@@ -1,0 +1,132 @@
+#include "io/safetensors.h"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "io/mmap_file.h"
+
+namespace diffuse::io {
+namespace {
+
+using json = nlohmann::json;
+
+bool parse_dtype(const std::string& s, DType* out) {
+  static const std::pair<const char*, DType> kTable[] = {
+      {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16}, {"I64", DType::I64},
+      {"I32", DType::I32}, {"U8", DType::U8},   {"I8", DType::I8},     {"BOOL", DType::U8}};
+  for (auto& [name, t] : kTable)
+    if (s == name) {
+      *out = t;
+      return true;
+    }
+  return false;
+}
+
+const char* dtype_tag(DType t) {
+  switch (t) {
+    case DType::F32: return "F32";
+    case DType::F16: return "F16";
+    case DType::BF16: return "BF16";
+    case DType::I64: return "I64";
+    case DType::I32: return "I32";
+    case DType::U8: return "U8";
+    case DType::I8: return "I8";
+  }
+  return "?";
+}
+
+}  // namespace
+
+TensorMap load_safetensors(const std::string& path, Metadata* metadata) {
+  auto file = MappedFile::open(path);
+  const size_t size = file->size();
+  DF_CHECK(size >= 8, path, ": not a safetensors file (", size, " bytes, too short for a header)");
+  uint64_t header_len;
+  std::memcpy(&header_len, file->data(), 8);
+  DF_CHECK(header_len <= size - 8, path, ": corrupt safetensors header: header length ",
+           header_len, " exceeds the file size ", size);
+  json header;
+  try {
+    header = json::parse(file->data() + 8, file->data() + 8 + header_len);
+  } catch (const std::exception& e) {
+    DF_FAIL(path, ": corrupt safetensors header: ", e.what());
+  }
+  DF_CHECK(header.is_object(), path, ": corrupt safetensors header: not a JSON object");
+  const size_t data_start = 8 + header_len;
+  const size_t data_size = size - data_start;
+  std::shared_ptr<void> keep = file;
+  TensorMap out;
+  for (auto& [name, info] : header.items()) {
+    if (name == "__metadata__") {
+      if (metadata && info.is_object())
+        for (auto& [k, v] : info.items())
+          if (v.is_string()) (*metadata)[k] = v.get<std::string>();
+      continue;
+    }
+    DF_CHECK(info.is_object() && info.contains("dtype") && info.contains("shape") &&
+                 info.contains("data_offsets"),
+             path, ": corrupt safetensors header: tensor '", name, "' lacks dtype/shape/offsets");
+    const json& jd = info["dtype"];
+    const json& js = info["shape"];
+    const json& jo = info["data_offsets"];
+    DF_CHECK(jd.is_string() && js.is_array() && jo.is_array() && jo.size() == 2, path,
+             ": corrupt safetensors header for tensor '", name, "'");
+    DType dt;
+    DF_CHECK(parse_dtype(jd.get<std::string>(), &dt), path, ": tensor '", name,
+             "' has unsupported dtype ", jd.get<std::string>());
+    Shape shape;
+    int64_t numel = 1;
+    for (auto& d : js) {
+      DF_CHECK(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0), path,
+               ": tensor '", name, "' has a bad shape");
+      int64_t v = d.get<int64_t>();
+      DF_CHECK(v < (int64_t(1) << 40), path, ": tensor '", name, "' has a bad shape");
+      shape.push_back(v);
+      numel *= v;
+      DF_CHECK(numel < (int64_t(1) << 42), path, ": tensor '", name, "' is too large");
+    }
+    DF_CHECK(jo[0].is_number_unsigned() && jo[1].is_number_unsigned(), path, ": tensor '", name,
+             "' has bad data offsets");
+    uint64_t b = jo[0].get<uint64_t>(), e = jo[1].get<uint64_t>();
+    DF_CHECK(b <= e && e <= data_size, path, ": tensor '", name, "' data [", b, ", ", e,
+             ") lies outside the file's ", data_size, " data bytes (truncated file?)");
+    DF_CHECK(e - b == uint64_t(numel) * dtype_size(dt), path, ": tensor '", name, "' holds ", e - b,
+             " bytes but its shape ", shape_str(shape), " and dtype need ",
+             uint64_t(numel) * dtype_size(dt));
+    void* ptr = const_cast<char*>(file->data() + data_start + b);
+    out[name] = Tensor::from_blob(ptr, shape, dt, keep);
+  }
+  return out;
+}
+
+void save_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) {
+    json m = json::object();
+    for (auto& [k, v] : metadata) m[k] = v;
+    header["__metadata__"] = m;
+  }
+  uint64_t offset = 0;
+  for (auto& [name, t] : tensors) {
+    DF_CHECK(t.defined(), "save_safetensors: tensor '", name, "' is undefined");
+    json info;
+    info["dtype"] = dtype_tag(t.dtype());
+    info["shape"] = t.shape();
+    info["data_offsets"] = {offset, offset + t.nbytes()};
+    offset += t.nbytes();
+    header[name] = info;
+  }
+  std::string h = header.dump();
+  while ((h.size() + 8) % 8 != 0) h.push_back(' ');  // align data to 8 bytes
+  uint64_t hl = h.size();
+  AtomicWriter w(path);
+  w.write(&hl, 8);
+  w.write(h.data(), h.size());
+  for (auto& [name, t] : tensors) {
+    Tensor c = t.contiguous();
+    w.write(c.raw_data(), c.nbytes());
+  }
+  w.commit();
+}
+
+}  // namespace diffuse::io

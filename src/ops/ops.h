@@ -1,0 +1,58 @@
+// The op API. Each op checks its preconditions here (shapes, dtypes, devices) and then
+// dispatches to a kernel in cpu/ (or cuda/ when built with CUDA); kernels never throw.
+// All ops return new contiguous tensors; inputs may be strided views.
+#pragma once
+#include "core/tensor.h"
+
+namespace diffuse::ops {
+
+// ---- elementwise (f32) ----
+// Binary ops broadcast numpy-style: shapes are right-aligned, size-1 dims stretch.
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& x, float s);          // x * s
+Tensor add_scalar(const Tensor& x, float s);     // x + s
+Tensor axpby(const Tensor& x, float a, const Tensor& y, float b);  // a*x + b*y, same shape
+Tensor gelu(const Tensor& x);        // exact (erf) GELU
+Tensor gelu_tanh(const Tensor& x);   // tanh approximation
+Tensor quick_gelu(const Tensor& x);  // x * sigmoid(1.702 x)
+Tensor silu(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+
+// ---- lookup ----
+// weight [V, D], ids integer tensor of any shape -> [...ids, D]. Ids out of range are an error.
+Tensor embedding(const Tensor& weight, const Tensor& ids);
+
+// ---- matrix products (oneDNN) ----
+// x [..., in], w [out, in], b [out] or undefined -> [..., out]  (x @ w^T + b)
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// a [..., M, K], b [..., K, N] -> [..., M, N]; leading dims broadcast.
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+// ---- normalization ----
+// Normalizes over the last dim. weight/bias [D] (may be undefined).
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
+// x [B, C, ...], normalizes each of `groups` channel groups over (C/groups, ...).
+Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias,
+                  float eps);
+// softmax over the last dim.
+Tensor softmax(const Tensor& x);
+
+// ---- attention ----
+// q [B, H, Lq, Dh], k and v [B, H, Lk, Dh] -> [B, H, Lq, Dh].
+// softmax(q k^T * scale (+ causal mask)) v, computed in blocks so the full Lq x Lk matrix
+// is never held at once for long sequences.
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal);
+
+// ---- convolution (oneDNN) ----
+// x [B, Cin, H, W], w [Cout, Cin, kh, kw], b [Cout] or undefined -> [B, Cout, Ho, Wo].
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride, int64_t padding);
+// nearest-neighbour 2x upsampling: [B, C, H, W] -> [B, C, 2H, 2W]
+Tensor upsample_nearest2x(const Tensor& x);
+
+// ---- shape ----
+Tensor cat(const std::vector<Tensor>& xs, int64_t dim);
+
+}  // namespace diffuse::ops

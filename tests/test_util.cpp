@@ -1,0 +1,69 @@
+#include "test_util.h"
+
+#include <unistd.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+namespace diffuse::test {
+
+namespace fs = std::filesystem;
+
+std::string reference_dir() {
+  if (const char* e = std::getenv("DIFFUSE_REFERENCE_DIR"); e && *e) return e;
+  return (fs::path(DIFFUSE_SOURCE_DIR) / ".." / "shared" / "reference").lexically_normal().string();
+}
+
+std::string reference_path(const std::string& rel) {
+  fs::path p = fs::path(reference_dir()) / rel;
+  return fs::exists(p) ? p.string() : std::string();
+}
+
+std::string source_dir() { return DIFFUSE_SOURCE_DIR; }
+std::string data_dir() { return DIFFUSE_DATA_DIR; }
+std::string cli_path() { return DIFFUSE_CLI_PATH; }
+
+std::string temp_dir() {
+  static std::string dir;
+  if (dir.empty()) {
+    std::string tmpl = (fs::temp_directory_path() / "diffuse-test-XXXXXX").string();
+    char* d = mkdtemp(tmpl.data());
+    if (!d) throw std::runtime_error("mkdtemp failed");
+    dir = d;
+    static struct Cleanup {
+      ~Cleanup() {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+      }
+    } cleanup;
+  }
+  return dir;
+}
+
+double rel_error(const Tensor& a, const Tensor& b) {
+  auto va = a.to_float_vector();
+  auto vb = b.to_float_vector();
+  double num = 0, den = 0;
+  for (size_t i = 0; i < va.size(); ++i) {
+    double d = double(va[i]) - double(vb[i]);
+    num += d * d;
+    den += double(vb[i]) * double(vb[i]);
+  }
+  if (std::isnan(num)) return INFINITY;
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+int run_command(const std::string& cmd, std::string* out) {
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0)
+    if (out) out->append(buf.data(), n);
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+}  // namespace diffuse::test

