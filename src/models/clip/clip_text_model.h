@@ -1,0 +1,82 @@
+// CLIP's text transformer, as transformers' CLIPTextModel (names under "text_model.").
+#pragma once
+#include <vector>
+
+#include "models/clip/clip_text_config.h"
+#include "nn/layers.h"
+
+namespace diffuse::models {
+
+class ClipAttention : public nn::Module {
+ public:
+  ClipAttention(int64_t dim, int64_t heads);
+  Tensor forward(const Tensor& x) const;  // causal self-attention, [B, L, D]
+  nn::Linear q_proj, k_proj, v_proj, out_proj;
+  int64_t heads;
+};
+
+class ClipMlp : public nn::Module {
+ public:
+  ClipMlp(int64_t dim, int64_t hidden, std::string act);
+  Tensor forward(const Tensor& x) const;
+  nn::Linear fc1, fc2;
+  std::string act;
+};
+
+class ClipEncoderLayer : public nn::Module {
+ public:
+  explicit ClipEncoderLayer(const ClipTextConfig& c);
+  Tensor forward(const Tensor& x) const;
+  ClipAttention self_attn;
+  nn::LayerNorm layer_norm1;
+  ClipMlp mlp;
+  nn::LayerNorm layer_norm2;
+};
+
+class ClipEmbeddings : public nn::Module {
+ public:
+  explicit ClipEmbeddings(const ClipTextConfig& c);
+  Tensor forward(const Tensor& ids) const;  // [B, L] -> [B, L, D]
+  nn::Embedding token_embedding, position_embedding;
+};
+
+class ClipEncoder : public nn::Module {
+ public:
+  explicit ClipEncoder(const ClipTextConfig& c);
+  nn::ModuleList<ClipEncoderLayer> layers;
+};
+
+struct ClipTextOutput {
+  std::vector<Tensor> hidden_states;  // [0] = embeddings, [i] = after block i
+  Tensor last_hidden_state;           // final layer norm of the last block's output
+  Tensor pooler_output;               // last_hidden_state at each sequence's end token
+};
+
+class ClipTextTransformer : public nn::Module {
+ public:
+  explicit ClipTextTransformer(const ClipTextConfig& c);
+  ClipEmbeddings embeddings;
+  ClipEncoder encoder;
+  nn::LayerNorm final_layer_norm;
+};
+
+class ClipTextModel : public nn::Module {
+ public:
+  explicit ClipTextModel(const ClipTextConfig& c);
+
+  // ids i64 [B, L]. Every hidden state, the final one normalized, and the pooled output.
+  ClipTextOutput forward(const Tensor& ids) const;
+
+  // What Stable Diffusion conditions on: the output of the block `clip_skip` from the end of
+  // the encoder as published (1 = last), through the final layer norm; runs only the blocks
+  // needed. [B, L, D].
+  Tensor encode(const Tensor& ids, int64_t clip_skip) const;
+
+  const ClipTextConfig& config() const { return config_; }
+  ClipTextTransformer text_model;
+
+ private:
+  ClipTextConfig config_;
+};
+
+}  // namespace diffuse::models

@@ -1,0 +1,48 @@
+// The basic layers. Each holds typed parameters named as in PyTorch (weight, bias).
+#pragma once
+#include "nn/module.h"
+
+namespace diffuse::nn {
+
+class Linear : public Module {
+ public:
+  Linear(int64_t in, int64_t out, bool bias = true);
+  Tensor forward(const Tensor& x) const;  // [..., in] -> [..., out]
+  Tensor weight, bias;
+  int64_t in_features, out_features;
+};
+
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
+         bool bias = true);
+  Tensor forward(const Tensor& x) const;  // [B, in, H, W] -> [B, out, H', W']
+  Tensor weight, bias;
+  int64_t stride, padding;
+};
+
+class LayerNorm : public Module {
+ public:
+  explicit LayerNorm(int64_t dim, float eps = 1e-5f);
+  Tensor forward(const Tensor& x) const;
+  Tensor weight, bias;
+  float eps;
+};
+
+class GroupNorm : public Module {
+ public:
+  GroupNorm(int64_t groups, int64_t channels, float eps = 1e-5f);
+  Tensor forward(const Tensor& x) const;
+  Tensor weight, bias;
+  int64_t groups;
+  float eps;
+};
+
+class Embedding : public Module {
+ public:
+  Embedding(int64_t num, int64_t dim);
+  Tensor forward(const Tensor& ids) const;  // ids [...] -> [..., dim]
+  Tensor weight;
+};
+
+}  // namespace diffuse::nn

@@ -1,0 +1,102 @@
+#include "pipeline/model_bundle.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "io/mmap_file.h"
+
+namespace diffuse::pipeline {
+
+namespace fs = std::filesystem;
+
+const char* family_name(Family f, bool inpaint) {
+  if (f == Family::SD2) return inpaint ? "SD2-inpaint" : "SD2";
+  return inpaint ? "SD1-inpaint" : "SD1";
+}
+
+namespace {
+
+nlohmann::json read_json(const std::string& path) {
+  try {
+    return nlohmann::json::parse(io::read_text_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    DF_FAIL(path, ": invalid JSON: ", e.what());
+  }
+}
+
+// The UNet's first convolution tells how many channels it takes (4, or 9 when inpainting).
+int64_t unet_in_channels(const io::ModelFiles& f) {
+  auto it = f.unet.find("conv_in.weight");
+  DF_CHECK(it != f.unet.end(), f.path, ": the UNet has no conv_in.weight");
+  return it->second.size(1);
+}
+
+}  // namespace
+
+std::unique_ptr<ModelBundle> ModelBundle::open(const std::string& path, const BundleOptions& opt) {
+  auto b = std::make_unique<ModelBundle>();
+  b->options_ = opt;
+  b->files = io::open_model(path);
+  const io::ModelFiles& f = b->files;
+  b->inpaint = unet_in_channels(f) == 9;
+
+  // Text encoder config: the folder's own, a given config folder's, or the tensor shapes.
+  nlohmann::json text_json = f.text_encoder_config;
+  if (text_json.is_null() && !opt.config_dir.empty()) {
+    std::string p = (fs::path(opt.config_dir) / "text_encoder" / "config.json").string();
+    text_json = read_json(p);
+  }
+  if (!text_json.is_null()) {
+    b->text_config = models::ClipTextConfig::from_json(text_json);
+  } else {
+    const bool openclip = f.text_layout == io::TextEncoderLayout::OpenClip;
+    b->text_config = models::ClipTextConfig::infer(f.text_encoder, openclip ? "gelu" : "quick_gelu");
+  }
+  // SD2's text encoder is OpenCLIP's (gelu); SD1's is OpenAI's CLIP (quick_gelu).
+  b->family = b->text_config.hidden_act == "gelu" ? Family::SD2 : Family::SD1;
+  if (b->family == Family::SD2) b->text_config.unused_published_layers = 1;
+  return b;
+}
+
+const tokenizer::ClipTokenizer& ModelBundle::tokenizer() {
+  if (!tokenizer_) {
+    if (!files.tokenizer_vocab.empty() && !files.tokenizer_merges.empty()) {
+      tokenizer_ = std::make_unique<tokenizer::ClipTokenizer>(
+          tokenizer::ClipTokenizer::from_files(files.tokenizer_vocab, files.tokenizer_merges));
+    } else {
+      tokenizer_ = std::make_unique<tokenizer::ClipTokenizer>(
+          tokenizer::ClipTokenizer::load_default(options_.data_dir));
+    }
+  }
+  return *tokenizer_;
+}
+
+int64_t ModelBundle::pad_token_id() {
+  if (pad_id_ < 0) {
+    std::string pad = files.tokenizer_pad_token;
+    // Published tokenizers: SD1 pads with the end token, SD2 (OpenCLIP) with "!".
+    if (pad.empty()) pad = family == Family::SD2 ? "!" : "<|endoftext|>";
+    pad_id_ = tokenizer().token_to_id(pad);
+  }
+  return pad_id_;
+}
+
+const models::ClipTextModel& ModelBundle::text_encoder() {
+  if (!text_encoder_) {
+    auto m = std::make_unique<models::ClipTextModel>(text_config);
+    m->load_state_dict(files.text_encoder, "text encoder of " + files.path);
+    text_encoder_ = std::move(m);
+  }
+  return *text_encoder_;
+}
+
+Tensor ModelBundle::token_ids(const std::string& prompt) {
+  auto ids = tokenizer().encode_padded(prompt, pad_token_id(), int(text_config.max_position_embeddings));
+  return Tensor::from_i64(ids, {1, int64_t(ids.size())});
+}
+
+Tensor ModelBundle::encode_prompt(const std::string& prompt, int64_t clip_skip) {
+  return text_encoder().encode(token_ids(prompt), clip_skip);
+}
+
+}  // namespace diffuse::pipeline

@@ -1,0 +1,52 @@
+// ModelBundle: a Stable Diffusion model opened from any form (diffusers folder, single
+// safetensors, .ckpt, GGUF), its family detected and its configs resolved, with the parts
+// loaded on demand.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "io/model_files.h"
+#include "models/clip/clip_text_model.h"
+#include "tokenizer/clip_tokenizer.h"
+
+namespace diffuse::pipeline {
+
+enum class Family { SD1, SD2 };
+const char* family_name(Family f, bool inpaint);
+
+struct BundleOptions {
+  // A diffusers folder whose config.json files describe this model (what a single file does
+  // not store, such as head counts), as diffusers' from_single_file(config=...).
+  std::string config_dir;
+  // Where the fetched registry data lives (CLIP's BPE merges for single files).
+  std::string data_dir;
+};
+
+class ModelBundle {
+ public:
+  static std::unique_ptr<ModelBundle> open(const std::string& path, const BundleOptions& opt = {});
+
+  Family family = Family::SD1;
+  bool inpaint = false;  // UNet takes latents + mask + masked-image latents
+  io::ModelFiles files;
+  models::ClipTextConfig text_config;
+
+  // Tokenizer and text encoder, built on first use.
+  const tokenizer::ClipTokenizer& tokenizer();
+  int64_t pad_token_id();
+  const models::ClipTextModel& text_encoder();
+
+  // Published default clip skip (SD1: 1, SD2: 2, counted as A1111 does).
+  int64_t default_clip_skip() const { return family == Family::SD2 ? 2 : 1; }
+  // Token ids [1, 77] (padded with the model's pad token) and their encoding [1, 77, D].
+  Tensor token_ids(const std::string& prompt);
+  Tensor encode_prompt(const std::string& prompt, int64_t clip_skip);
+
+ private:
+  BundleOptions options_;
+  std::unique_ptr<tokenizer::ClipTokenizer> tokenizer_;
+  std::unique_ptr<models::ClipTextModel> text_encoder_;
+  int64_t pad_id_ = -1;
+};
+
+}  // namespace diffuse::pipeline

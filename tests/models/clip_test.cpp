@@ -1,0 +1,101 @@
+// CLIP text encoder against the reference, for every model in every form it comes in.
+#include <gtest/gtest.h>
+
+#include "io/safetensors.h"
+#include "model_forms.h"
+#include "pipeline/model_bundle.h"
+#include "test_util.h"
+
+using namespace diffuse;
+
+namespace {
+
+std::vector<test::ModelForm> all_forms() {
+  std::vector<test::ModelForm> out;
+  for (auto& m : test::reference_models())
+    for (auto& f : test::model_forms(m)) out.push_back(f);
+  return out;
+}
+
+std::string form_name(const testing::TestParamInfo<test::ModelForm>& i) {
+  std::string s = i.param.model + "_" + i.param.kind;
+  for (auto& c : s)
+    if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+  return s;
+}
+
+// fp32 paths match within 1e-4; GGUF files hold q8_0 weights, judged more loosely.
+double tolerance(const test::ModelForm& f) { return f.quantized() ? 3e-2 : 1e-4; }
+
+std::unique_ptr<pipeline::ModelBundle> open_form(const test::ModelForm& f) {
+  pipeline::BundleOptions opt;
+  opt.config_dir = f.config_dir;
+  opt.data_dir = test::data_dir();
+  return pipeline::ModelBundle::open(f.path, opt);
+}
+
+class ClipGolden : public testing::TestWithParam<test::ModelForm> {};
+
+TEST_P(ClipGolden, EncoderOutputsMatch) {
+  const auto& f = GetParam();
+  auto ref = io::load_safetensors(f.dir + "/reference.safetensors");
+  auto bundle = open_form(f);
+  const auto& te = bundle->text_encoder();
+  auto out = te.forward(ref.at("text.input_ids"));
+  const double tol = tolerance(f);
+  for (size_t i = 0; i < out.hidden_states.size(); ++i) {
+    std::string key = "text.hidden_states." + std::to_string(i);
+    ASSERT_TRUE(ref.count(key)) << key;
+    SCOPED_TRACE(key);
+    EXPECT_REL_NEAR(out.hidden_states[i], ref.at(key), tol);
+  }
+  EXPECT_FALSE(ref.count("text.hidden_states." + std::to_string(out.hidden_states.size())))
+      << "the reference has more hidden states than the model";
+  EXPECT_REL_NEAR(out.last_hidden_state, ref.at("text.last_hidden_state"), tol);
+  EXPECT_REL_NEAR(out.pooler_output, ref.at("text.pooler_output"), tol);
+}
+
+TEST_P(ClipGolden, PromptEmbedsAndClipSkipMatch) {
+  const auto& f = GetParam();
+  auto ref = io::load_safetensors(f.dir + "/reference.safetensors");
+  auto prompts = f.reference_json.at("prompts");
+  auto bundle = open_form(f);
+  const double tol = tolerance(f);
+  // The tokenizer reproduces the reference ids of both prompts.
+  Tensor ids = ref.at("text.input_ids");
+  for (int64_t i = 0; i < 2; ++i) {
+    Tensor got = bundle->token_ids(prompts[size_t(i)].get<std::string>());
+    EXPECT_EQ(got.to_float_vector(), ids.select(0, i).to_float_vector()) << "prompt " << i;
+  }
+  const int64_t skip = bundle->default_clip_skip();
+  EXPECT_REL_NEAR(bundle->encode_prompt(prompts[0].get<std::string>(), skip),
+                  ref.at("pipe.prompt_embeds"), tol);
+  EXPECT_REL_NEAR(bundle->encode_prompt(prompts[1].get<std::string>(), skip),
+                  ref.at("pipe.negative_prompt_embeds"), tol);
+  // diffusers' clip_skip=1 is the block before the default one.
+  EXPECT_REL_NEAR(bundle->encode_prompt(prompts[0].get<std::string>(), skip + 1),
+                  ref.at("pipe.prompt_embeds_clip_skip1"), tol);
+}
+
+TEST_P(ClipGolden, ClipSkipOutOfRangeIsAClearError) {
+  auto bundle = open_form(GetParam());
+  Tensor ids = bundle->token_ids("a cat");
+  EXPECT_THROW(bundle->text_encoder().encode(ids, 0), Error);
+  EXPECT_THROW(bundle->text_encoder().encode(ids, bundle->text_config.published_layers() + 1),
+               Error);
+  if (bundle->family == pipeline::Family::SD2) {
+    // SD2 does not use its encoder's last block: clip skip 1 is refused, not silently shifted.
+    EXPECT_THROW(bundle->text_encoder().encode(ids, 1), Error);
+  }
+}
+
+TEST(ClipGoldenSet, HasModels) {
+  if (test::reference_dir().empty() || test::reference_models().empty())
+    GTEST_SKIP() << "no reference models in " << test::reference_dir();
+  EXPECT_FALSE(all_forms().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Forms, ClipGolden, testing::ValuesIn(all_forms()), form_name);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ClipGolden);
+
+}  // namespace

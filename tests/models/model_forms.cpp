@@ -1,0 +1,63 @@
+#include "model_forms.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "test_util.h"
+
+namespace diffuse::test {
+
+namespace fs = std::filesystem;
+
+static nlohmann::json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  return nlohmann::json::parse(in);
+}
+
+std::vector<std::string> reference_models() {
+  std::vector<std::string> out;
+  fs::path root = reference_dir();
+  if (!fs::exists(root)) return out;
+  for (auto& e : fs::directory_iterator(root))
+    if (e.is_directory() && fs::exists(e.path() / "reference.json") &&
+        fs::exists(e.path() / "reference.safetensors"))
+      out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+static std::string config_dir_for(const std::string& model, const nlohmann::json& ref) {
+  fs::path own = fs::path(reference_dir()) / model / "diffusers";
+  if (fs::exists(own / "model_index.json")) return own.string();
+  std::string kind = ref.value("kind", "");
+  std::string base = kind.substr(0, kind.find('-'));
+  for (auto& m : reference_models()) {
+    auto j = read_json(fs::path(reference_dir()) / m / "reference.json");
+    fs::path d = fs::path(reference_dir()) / m / "diffusers";
+    if (j.value("kind", "") == base && fs::exists(d / "model_index.json")) return d.string();
+  }
+  return "";
+}
+
+std::vector<ModelForm> model_forms(const std::string& model) {
+  std::vector<ModelForm> out;
+  fs::path dir = fs::path(reference_dir()) / model;
+  auto ref = read_json(dir / "reference.json");
+  std::string cfg = config_dir_for(model, ref);
+  if (fs::exists(dir / "diffusers" / "model_index.json"))
+    out.push_back({model, dir.string(), (dir / "diffusers").string(), "diffusers", "", ref});
+  std::vector<fs::path> files;
+  for (auto& e : fs::directory_iterator(dir)) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  for (auto& p : files) {
+    std::string name = p.filename().string(), ext = p.extension().string();
+    if (name == "reference.safetensors" || name == "hostile.ckpt") continue;
+    if (ext == ".safetensors") out.push_back({model, dir.string(), p.string(), "safetensors", cfg, ref});
+    if (ext == ".ckpt") out.push_back({model, dir.string(), p.string(), "ckpt", cfg, ref});
+    if (ext == ".gguf") out.push_back({model, dir.string(), p.string(), "gguf", cfg, ref});
+  }
+  return out;
+}
+
+}  // namespace diffuse::test

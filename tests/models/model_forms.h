@@ -1,0 +1,26 @@
+// Enumerates the reference models and every form each comes in, for golden tests.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace diffuse::test {
+
+struct ModelForm {
+  std::string model;       // folder name under the reference dir, e.g. "sd1-tiny"
+  std::string dir;         // its path
+  std::string path;        // the form: a diffusers folder or a single file
+  std::string kind;        // "diffusers", "safetensors", "ckpt", "gguf"
+  std::string config_dir;  // a diffusers folder describing it ("" when it is one)
+  nlohmann::json reference_json;
+  bool quantized() const { return kind == "gguf"; }
+};
+
+// Models are the folders holding reference.json + reference.safetensors. A model that comes
+// only as single files takes its configs from its own diffusers folder or, failing that, from
+// the model whose "kind" is the first part of its kind ("sd1-inpaint" -> "sd1").
+std::vector<std::string> reference_models();
+std::vector<ModelForm> model_forms(const std::string& model);
+
+}  // namespace diffuse::test
