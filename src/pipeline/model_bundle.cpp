@@ -55,6 +55,30 @@ std::unique_ptr<ModelBundle> ModelBundle::open(const std::string& path, const Bu
   // SD2's text encoder is OpenCLIP's (gelu); SD1's is OpenAI's CLIP (quick_gelu).
   b->family = b->text_config.hidden_act == "gelu" ? Family::SD2 : Family::SD1;
   if (b->family == Family::SD2) b->text_config.unused_published_layers = 1;
+
+  // UNet and VAE: the folder's configs, a config folder's, or the tensor shapes. Channel
+  // counts always come from the shapes (an inpaint file may borrow its base model's config).
+  nlohmann::json unet_json = f.unet_config, vae_json = f.vae_config, sched = f.scheduler_config;
+  if (!opt.config_dir.empty()) {
+    fs::path d(opt.config_dir);
+    if (unet_json.is_null()) unet_json = read_json((d / "unet" / "config.json").string());
+    if (vae_json.is_null()) vae_json = read_json((d / "vae" / "config.json").string());
+    if (sched.is_null() && fs::exists(d / "scheduler" / "scheduler_config.json"))
+      sched = read_json((d / "scheduler" / "scheduler_config.json").string());
+  }
+  if (unet_json.is_null()) {
+    b->unet_config = models::UNetConfig::infer(f.unet);
+  } else {
+    b->unet_config = models::UNetConfig::from_json(unet_json);
+    models::UNetConfig shapes = models::UNetConfig::infer_channels(f.unet);
+    b->unet_config.in_channels = shapes.in_channels;
+    b->unet_config.out_channels = shapes.out_channels;
+  }
+  b->vae_config = vae_json.is_null() ? models::VaeConfig::infer(f.vae) : models::VaeConfig::from_json(vae_json);
+  b->scheduler_config = sched;
+  b->prediction_type = b->family == Family::SD2 ? "v_prediction" : "epsilon";
+  if (sched.is_object() && sched.contains("prediction_type") && sched["prediction_type"].is_string())
+    b->prediction_type = sched["prediction_type"].get<std::string>();
   return b;
 }
 
@@ -88,6 +112,24 @@ const models::ClipTextModel& ModelBundle::text_encoder() {
     text_encoder_ = std::move(m);
   }
   return *text_encoder_;
+}
+
+const models::UNet2DConditionModel& ModelBundle::unet() {
+  if (!unet_) {
+    auto m = std::make_unique<models::UNet2DConditionModel>(unet_config);
+    m->load_state_dict(files.unet, "UNet of " + files.path);
+    unet_ = std::move(m);
+  }
+  return *unet_;
+}
+
+const models::AutoencoderKL& ModelBundle::vae() {
+  if (!vae_) {
+    auto m = std::make_unique<models::AutoencoderKL>(vae_config);
+    m->load_state_dict(files.vae, "VAE of " + files.path);
+    vae_ = std::move(m);
+  }
+  return *vae_;
 }
 
 Tensor ModelBundle::token_ids(const std::string& prompt) {

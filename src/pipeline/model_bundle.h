@@ -7,6 +7,8 @@
 
 #include "io/model_files.h"
 #include "models/clip/clip_text_model.h"
+#include "models/unet/unet_2d_condition.h"
+#include "models/vae/autoencoder_kl.h"
 #include "tokenizer/clip_tokenizer.h"
 
 namespace diffuse::pipeline {
@@ -30,11 +32,19 @@ class ModelBundle {
   bool inpaint = false;  // UNet takes latents + mask + masked-image latents
   io::ModelFiles files;
   models::ClipTextConfig text_config;
+  models::UNetConfig unet_config;
+  models::VaeConfig vae_config;
+  // What the UNet predicts: "epsilon" or "v_prediction" (scheduler config, else the family's
+  // published default: SD1 epsilon, SD2 v_prediction).
+  std::string prediction_type = "epsilon";
+  nlohmann::json scheduler_config;
 
   // Tokenizer and text encoder, built on first use.
   const tokenizer::ClipTokenizer& tokenizer();
   int64_t pad_token_id();
   const models::ClipTextModel& text_encoder();
+  const models::UNet2DConditionModel& unet();
+  const models::AutoencoderKL& vae();
 
   // Published default clip skip (SD1: 1, SD2: 2, counted as A1111 does).
   int64_t default_clip_skip() const { return family == Family::SD2 ? 2 : 1; }
@@ -46,6 +56,8 @@ class ModelBundle {
   BundleOptions options_;
   std::unique_ptr<tokenizer::ClipTokenizer> tokenizer_;
   std::unique_ptr<models::ClipTextModel> text_encoder_;
+  std::unique_ptr<models::UNet2DConditionModel> unet_;
+  std::unique_ptr<models::AutoencoderKL> vae_;
   int64_t pad_id_ = -1;
 };
 

@@ -1,0 +1,163 @@
+#include "models/unet/unet_2d_condition.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "ops/ops.h"
+
+namespace diffuse::models {
+
+Tensor timestep_embedding(const std::vector<float>& timesteps, int64_t dim, bool flip_sin_to_cos,
+                          float freq_shift) {
+  const int64_t half = dim / 2, b = int64_t(timesteps.size());
+  Tensor out = Tensor::zeros({b, dim});
+  float* p = out.data<float>();
+  for (int64_t i = 0; i < b; ++i) {
+    for (int64_t j = 0; j < half; ++j) {
+      // computed in float, as diffusers does
+      float exponent = -std::log(10000.0f) * float(j) / (float(half) - freq_shift);
+      float arg = timesteps[size_t(i)] * std::exp(exponent);
+      float s = std::sin(arg), c = std::cos(arg);
+      p[i * dim + j] = flip_sin_to_cos ? c : s;
+      p[i * dim + half + j] = flip_sin_to_cos ? s : c;
+    }
+  }
+  return out;
+}
+
+TimestepEmbedding::TimestepEmbedding(int64_t in, int64_t dim) : linear_1(in, dim), linear_2(dim, dim) {
+  register_module("linear_1", linear_1);
+  register_module("linear_2", linear_2);
+}
+
+Tensor TimestepEmbedding::forward(const Tensor& x) const {
+  return linear_2.forward(ops::silu(linear_1.forward(x)));
+}
+
+UNetLevel::UNetLevel() {
+  register_module("resnets", resnets);
+  register_module("attentions", attentions);
+  register_module("downsamplers", downsamplers);
+  register_module("upsamplers", upsamplers);
+}
+
+UNetMidBlock::UNetMidBlock(const UNetConfig& c) {
+  const int64_t ch = c.block_out_channels.back(), temb = c.time_embed_dim();
+  resnets.emplace_back(ch, ch, temb, c.norm_num_groups, c.norm_eps);
+  attentions.emplace_back(ch, c.heads.back(), c.cross_attention_dim,
+                          c.transformer_layers_per_block, c.use_linear_projection,
+                          c.norm_num_groups);
+  resnets.emplace_back(ch, ch, temb, c.norm_num_groups, c.norm_eps);
+  register_module("attentions", attentions);
+  register_module("resnets", resnets);
+}
+
+Tensor UNetMidBlock::forward(const Tensor& x, const Tensor& temb, const Tensor& context) const {
+  Tensor h = resnets[0].forward(x, temb);
+  h = attentions[0].forward(h, context);
+  return resnets[1].forward(h, temb);
+}
+
+UNet2DConditionModel::UNet2DConditionModel(const UNetConfig& c)
+    : conv_in(c.in_channels, c.block_out_channels[0], 3, 1, 1),
+      time_embedding(c.block_out_channels[0], c.time_embed_dim()),
+      mid_block(c),
+      conv_norm_out(c.norm_num_groups, c.block_out_channels[0], c.norm_eps),
+      conv_out(c.block_out_channels[0], c.out_channels, 3, 1, 1),
+      config_(c) {
+  const auto& ch = c.block_out_channels;
+  const size_t n = ch.size();
+  const int64_t temb = c.time_embed_dim(), g = c.norm_num_groups;
+  // down: level i maps ch[i-1] -> ch[i] and halves the size except at the last level
+  for (size_t i = 0; i < n; ++i) {
+    UNetLevel& lvl = down_blocks.emplace_back();
+    const int64_t in = i == 0 ? ch[0] : ch[i - 1];
+    for (int64_t j = 0; j < c.layers_per_block; ++j) {
+      lvl.resnets.emplace_back(j == 0 ? in : ch[i], ch[i], temb, g, c.norm_eps);
+      if (c.down_has_attention[i])
+        lvl.attentions.emplace_back(ch[i], c.heads[i], c.cross_attention_dim,
+                                    c.transformer_layers_per_block, c.use_linear_projection, g);
+    }
+    if (i + 1 < n) lvl.downsamplers.emplace_back(ch[i], c.downsample_padding);
+  }
+  // up: level i works at width ch[n-1-i]; each resnet also takes a skip connection
+  int64_t out = ch[n - 1];
+  for (size_t i = 0; i < n; ++i) {
+    UNetLevel& lvl = up_blocks.emplace_back();
+    const int64_t prev = out;
+    out = ch[n - 1 - i];
+    const int64_t in = ch[n - 1 - std::min(i + 1, n - 1)];  // width of the skips' source level
+    const size_t heads_level = n - 1 - i;
+    for (int64_t j = 0; j <= c.layers_per_block; ++j) {
+      const int64_t skip = j == c.layers_per_block ? in : out;
+      const int64_t res_in = j == 0 ? prev : out;
+      lvl.resnets.emplace_back(res_in + skip, out, temb, g, c.norm_eps);
+      if (c.up_has_attention[i])
+        lvl.attentions.emplace_back(out, c.heads[heads_level], c.cross_attention_dim,
+                                    c.transformer_layers_per_block, c.use_linear_projection, g);
+    }
+    if (i + 1 < n) lvl.upsamplers.emplace_back(out);
+  }
+  register_module("conv_in", conv_in);
+  register_module("time_embedding", time_embedding);
+  register_module("down_blocks", down_blocks);
+  register_module("mid_block", mid_block);
+  register_module("up_blocks", up_blocks);
+  register_module("conv_norm_out", conv_norm_out);
+  register_module("conv_out", conv_out);
+}
+
+Tensor UNet2DConditionModel::forward(const Tensor& sample, const std::vector<float>& timesteps,
+                                     const Tensor& context) const {
+  const auto& c = config_;
+  DF_CHECK(sample.dim() == 4 && sample.size(1) == c.in_channels, "unet: sample must be [B, ",
+           c.in_channels, ", h, w], got ", sample.desc());
+  const int64_t b = sample.size(0);
+  DF_CHECK(int64_t(timesteps.size()) == b, "unet: ", timesteps.size(), " timesteps for batch ", b);
+  DF_CHECK(context.dim() == 3 && context.size(0) == b && context.size(2) == c.cross_attention_dim,
+           "unet: context must be [", b, ", S, ", c.cross_attention_dim, "], got ", context.desc());
+  const int64_t levels = int64_t(c.block_out_channels.size());
+  const int64_t mult = int64_t(1) << (levels - 1);
+  DF_CHECK(sample.size(2) % mult == 0 && sample.size(3) % mult == 0, "unet: latent size ",
+           sample.size(2), "x", sample.size(3), " must be a multiple of ", mult);
+
+  // 1. time embedding
+  Tensor temb = time_embedding.forward(
+      timestep_embedding(timesteps, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift));
+
+  // 2. down
+  Tensor h = conv_in.forward(sample);
+  std::vector<Tensor> skips = {h};
+  for (size_t i = 0; i < down_blocks.size(); ++i) {
+    const UNetLevel& lvl = down_blocks[i];
+    for (size_t j = 0; j < lvl.resnets.size(); ++j) {
+      h = lvl.resnets[j].forward(h, temb);
+      if (lvl.attentions.size()) h = lvl.attentions[j].forward(h, context);
+      skips.push_back(h);
+    }
+    if (lvl.downsamplers.size()) {
+      h = lvl.downsamplers[0].forward(h);
+      skips.push_back(h);
+    }
+  }
+
+  // 3. mid
+  h = mid_block.forward(h, temb, context);
+
+  // 4. up
+  for (size_t i = 0; i < up_blocks.size(); ++i) {
+    const UNetLevel& lvl = up_blocks[i];
+    for (size_t j = 0; j < lvl.resnets.size(); ++j) {
+      Tensor skip = skips.back();
+      skips.pop_back();
+      h = lvl.resnets[j].forward(ops::cat({h, skip}, 1), temb);
+      if (lvl.attentions.size()) h = lvl.attentions[j].forward(h, context);
+    }
+    if (lvl.upsamplers.size()) h = lvl.upsamplers[0].forward(h);
+  }
+
+  // 5. out
+  return conv_out.forward(ops::silu(conv_norm_out.forward(h)));
+}
+
+}  // namespace diffuse::models

@@ -1,0 +1,64 @@
+// UNet2DConditionModel (SD 1.x / 2.x), sectioned as diffusers' forward: time embedding,
+// down, mid, up, out. Registered names mirror the diffusers checkpoint.
+#pragma once
+#include <optional>
+
+#include "models/blocks/resnet.h"
+#include "models/unet/transformer_2d.h"
+#include "models/unet/unet_config.h"
+
+namespace diffuse::models {
+
+// Sinusoidal embedding of a timestep per batch entry: [B] -> [B, dim].
+Tensor timestep_embedding(const std::vector<float>& timesteps, int64_t dim, bool flip_sin_to_cos,
+                          float freq_shift);
+
+class TimestepEmbedding : public nn::Module {
+ public:
+  TimestepEmbedding(int64_t in, int64_t dim);
+  Tensor forward(const Tensor& x) const;  // linear_1 -> silu -> linear_2
+  nn::Linear linear_1, linear_2;
+};
+
+// One down or up level: resnets, an optional transformer after each, an optional resampler.
+class UNetLevel : public nn::Module {
+ public:
+  nn::ModuleList<ResnetBlock2D> resnets;
+  nn::ModuleList<Transformer2DModel> attentions;
+  nn::ModuleList<Downsample2D> downsamplers;
+  nn::ModuleList<Upsample2D> upsamplers;
+  UNetLevel();
+};
+
+class UNetMidBlock : public nn::Module {
+ public:
+  UNetMidBlock(const UNetConfig& c);
+  Tensor forward(const Tensor& x, const Tensor& temb, const Tensor& context) const;
+  nn::ModuleList<Transformer2DModel> attentions;
+  nn::ModuleList<ResnetBlock2D> resnets;
+};
+
+class UNet2DConditionModel : public nn::Module {
+ public:
+  explicit UNet2DConditionModel(const UNetConfig& c);
+
+  // sample [B, in_channels, h, w], one timestep per batch entry, context [B, S, D]
+  // -> the prediction [B, out_channels, h, w].
+  Tensor forward(const Tensor& sample, const std::vector<float>& timesteps,
+                 const Tensor& context) const;
+
+  const UNetConfig& config() const { return config_; }
+
+  nn::Conv2d conv_in;
+  TimestepEmbedding time_embedding;
+  nn::ModuleList<UNetLevel> down_blocks;
+  UNetMidBlock mid_block;
+  nn::ModuleList<UNetLevel> up_blocks;
+  nn::GroupNorm conv_norm_out;
+  nn::Conv2d conv_out;
+
+ private:
+  UNetConfig config_;
+};
+
+}  // namespace diffuse::models

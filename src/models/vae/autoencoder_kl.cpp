@@ -1,0 +1,198 @@
+#include "models/vae/autoencoder_kl.h"
+
+#include <algorithm>
+
+#include "nn/attention.h"
+#include "ops/ops.h"
+
+namespace diffuse::models {
+
+namespace {
+constexpr float kEps = 1e-6f;  // every norm of the VAE
+}
+
+VaeConfig VaeConfig::from_json(const nlohmann::json& j) {
+  VaeConfig c;
+  try {
+    auto get = [&](const char* k, auto& v) {
+      if (j.contains(k) && !j[k].is_null()) j[k].get_to(v);
+    };
+    get("in_channels", c.in_channels);
+    get("out_channels", c.out_channels);
+    get("latent_channels", c.latent_channels);
+    get("block_out_channels", c.block_out_channels);
+    get("layers_per_block", c.layers_per_block);
+    get("norm_num_groups", c.norm_num_groups);
+    get("scaling_factor", c.scaling_factor);
+    get("use_quant_conv", c.use_quant_conv);
+    get("use_post_quant_conv", c.use_post_quant_conv);
+  } catch (const nlohmann::json::exception& e) {
+    DF_FAIL("vae config.json: ", e.what());
+  }
+  DF_CHECK(!c.block_out_channels.empty(), "vae config.json: block_out_channels is empty");
+  return c;
+}
+
+VaeConfig VaeConfig::infer(const io::TensorMap& w) {
+  auto has = [&](const std::string& k) { return w.count(k) > 0; };
+  auto shape = [&](const std::string& k) -> const Shape& {
+    auto it = w.find(k);
+    DF_CHECK(it != w.end(), "vae: tensor ", k, " is missing");
+    return it->second.shape();
+  };
+  VaeConfig c;
+  c.in_channels = shape("encoder.conv_in.weight")[1];
+  c.out_channels = shape("decoder.conv_out.weight")[0];
+  c.latent_channels = shape("decoder.conv_in.weight")[1];
+  c.block_out_channels.clear();
+  for (int64_t i = 0; has("encoder.down_blocks." + std::to_string(i) + ".resnets.0.conv1.weight"); ++i)
+    c.block_out_channels.push_back(
+        shape("encoder.down_blocks." + std::to_string(i) + ".resnets.0.conv1.weight")[0]);
+  DF_CHECK(!c.block_out_channels.empty(), "vae: no encoder blocks found");
+  c.layers_per_block = 0;
+  while (has("encoder.down_blocks.0.resnets." + std::to_string(c.layers_per_block) + ".conv1.weight"))
+    ++c.layers_per_block;
+  c.use_quant_conv = has("quant_conv.weight");
+  c.use_post_quant_conv = has("post_quant_conv.weight");
+  return c;
+}
+
+VaeAttention::VaeAttention(int64_t ch, int64_t groups)
+    : group_norm(groups, ch, kEps), to_q(ch, ch), to_k(ch, ch), to_v(ch, ch) {
+  to_out.emplace_back(ch, ch);
+  register_module("group_norm", group_norm);
+  register_module("to_q", to_q);
+  register_module("to_k", to_k);
+  register_module("to_v", to_v);
+  register_module("to_out", to_out);
+}
+
+Tensor VaeAttention::forward(const Tensor& x) const {
+  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  Tensor t = group_norm.forward(x).view({b, c, h * w}).transpose(1, 2).contiguous();  // b c h w -> b (h w) c
+  Tensor o = nn::multi_head_attention(to_q.forward(t), to_k.forward(t), to_v.forward(t), 1, false);
+  o = to_out[0].forward(o).transpose(1, 2).contiguous().view({b, c, h, w});  // b (h w) c -> b c h w
+  return ops::add(o, x);
+}
+
+VaeMidBlock::VaeMidBlock(int64_t ch, int64_t groups) {
+  resnets.emplace_back(ch, ch, 0, groups, kEps);
+  attentions.emplace_back(ch, groups);
+  resnets.emplace_back(ch, ch, 0, groups, kEps);
+  register_module("attentions", attentions);
+  register_module("resnets", resnets);
+}
+
+Tensor VaeMidBlock::forward(const Tensor& x) const {
+  return resnets[1].forward(attentions[0].forward(resnets[0].forward(x)));
+}
+
+VaeLevel::VaeLevel() {
+  register_module("resnets", resnets);
+  register_module("downsamplers", downsamplers);
+  register_module("upsamplers", upsamplers);
+}
+
+VaeEncoder::VaeEncoder(const VaeConfig& c)
+    : conv_in(c.in_channels, c.block_out_channels[0], 3, 1, 1),
+      mid_block(c.block_out_channels.back(), c.norm_num_groups),
+      conv_norm_out(c.norm_num_groups, c.block_out_channels.back(), kEps),
+      conv_out(c.block_out_channels.back(), 2 * c.latent_channels, 3, 1, 1) {
+  const auto& ch = c.block_out_channels;
+  for (size_t i = 0; i < ch.size(); ++i) {
+    VaeLevel& lvl = down_blocks.emplace_back();
+    for (int64_t j = 0; j < c.layers_per_block; ++j)
+      lvl.resnets.emplace_back(j == 0 ? ch[i == 0 ? 0 : i - 1] : ch[i], ch[i], 0, c.norm_num_groups, kEps);
+    if (i + 1 < ch.size()) lvl.downsamplers.emplace_back(ch[i], 0);
+  }
+  register_module("conv_in", conv_in);
+  register_module("down_blocks", down_blocks);
+  register_module("mid_block", mid_block);
+  register_module("conv_norm_out", conv_norm_out);
+  register_module("conv_out", conv_out);
+}
+
+Tensor VaeEncoder::forward(const Tensor& x) const {
+  Tensor h = conv_in.forward(x);
+  for (size_t i = 0; i < down_blocks.size(); ++i) {
+    const VaeLevel& lvl = down_blocks[i];
+    for (size_t j = 0; j < lvl.resnets.size(); ++j) h = lvl.resnets[j].forward(h);
+    if (lvl.downsamplers.size()) h = lvl.downsamplers[0].forward(h);
+  }
+  h = mid_block.forward(h);
+  return conv_out.forward(ops::silu(conv_norm_out.forward(h)));
+}
+
+VaeDecoder::VaeDecoder(const VaeConfig& c)
+    : conv_in(c.latent_channels, c.block_out_channels.back(), 3, 1, 1),
+      mid_block(c.block_out_channels.back(), c.norm_num_groups),
+      conv_norm_out(c.norm_num_groups, c.block_out_channels[0], kEps),
+      conv_out(c.block_out_channels[0], c.out_channels, 3, 1, 1) {
+  const auto& ch = c.block_out_channels;
+  const size_t n = ch.size();
+  int64_t out = ch[n - 1];
+  for (size_t i = 0; i < n; ++i) {
+    VaeLevel& lvl = up_blocks.emplace_back();
+    const int64_t prev = out;
+    out = ch[n - 1 - i];
+    for (int64_t j = 0; j <= c.layers_per_block; ++j)
+      lvl.resnets.emplace_back(j == 0 ? prev : out, out, 0, c.norm_num_groups, kEps);
+    if (i + 1 < n) lvl.upsamplers.emplace_back(out);
+  }
+  register_module("conv_in", conv_in);
+  register_module("mid_block", mid_block);
+  register_module("up_blocks", up_blocks);
+  register_module("conv_norm_out", conv_norm_out);
+  register_module("conv_out", conv_out);
+}
+
+Tensor VaeDecoder::forward(const Tensor& z) const {
+  Tensor h = mid_block.forward(conv_in.forward(z));
+  for (size_t i = 0; i < up_blocks.size(); ++i) {
+    const VaeLevel& lvl = up_blocks[i];
+    for (size_t j = 0; j < lvl.resnets.size(); ++j) h = lvl.resnets[j].forward(h);
+    if (lvl.upsamplers.size()) h = lvl.upsamplers[0].forward(h);
+  }
+  return conv_out.forward(ops::silu(conv_norm_out.forward(h)));
+}
+
+AutoencoderKL::AutoencoderKL(const VaeConfig& c) : encoder(c), decoder(c), config_(c) {
+  register_module("encoder", encoder);
+  register_module("decoder", decoder);
+  const int64_t l = c.latent_channels;
+  if (c.use_quant_conv) {
+    quant_conv.emplace(2 * l, 2 * l, 1);
+    register_module("quant_conv", *quant_conv);
+  }
+  if (c.use_post_quant_conv) {
+    post_quant_conv.emplace(l, l, 1);
+    register_module("post_quant_conv", *post_quant_conv);
+  }
+}
+
+LatentDistribution AutoencoderKL::encode(const Tensor& image) const {
+  DF_CHECK(image.dim() == 4 && image.size(1) == config_.in_channels, "vae: image must be [B, ",
+           config_.in_channels, ", H, W], got ", image.desc());
+  const int64_t f = scale_factor();
+  DF_CHECK(image.size(2) % f == 0 && image.size(3) % f == 0, "vae: image size ", image.size(2),
+           "x", image.size(3), " must be a multiple of ", f);
+  Tensor moments = encoder.forward(image);
+  if (quant_conv) moments = quant_conv->forward(moments);
+  const int64_t l = config_.latent_channels;
+  LatentDistribution d;
+  d.mean = moments.slice(1, 0, l).contiguous();
+  Tensor lv = moments.slice(1, l, 2 * l).contiguous();
+  float* p = lv.data<float>();
+  for (int64_t i = 0, n = lv.numel(); i < n; ++i) p[i] = std::min(20.0f, std::max(-30.0f, p[i]));
+  d.logvar = lv;
+  return d;
+}
+
+Tensor AutoencoderKL::decode(const Tensor& latents) const {
+  DF_CHECK(latents.dim() == 4 && latents.size(1) == config_.latent_channels,
+           "vae: latents must be [B, ", config_.latent_channels, ", h, w], got ", latents.desc());
+  Tensor z = post_quant_conv ? post_quant_conv->forward(latents) : latents;
+  return decoder.forward(z);
+}
+
+}  // namespace diffuse::models
