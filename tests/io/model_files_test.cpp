@@ -1,0 +1,171 @@
+// Golden tests of open_model: every model of the reference dir, opened in each of its forms
+// (diffusers folder, single files), must give the same canonical tensors; and the single-file
+// name map must turn the full-size manifests' names into the diffusers ones exactly.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "io/mmap_file.h"
+#include "io/model_files.h"
+#include "io/name_map_check.h"
+#include "io/name_map_ldm.h"
+#include "test_util.h"
+
+namespace diffuse::io {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+struct ModelForms {
+  std::string name;
+  std::string folder;                // "" when the model has no diffusers folder
+  std::vector<std::string> singles;  // single files in the original layout
+};
+
+// The models of the reference dir: each subfolder holding a diffusers/ folder or a single
+// file named after the model.
+std::vector<ModelForms> reference_models() {
+  std::vector<ModelForms> out;
+  const std::string root = test::reference_dir();
+  if (root.empty() || !fs::is_directory(root)) return out;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    if (!entry.is_directory()) continue;
+    ModelForms m;
+    m.name = entry.path().filename().string();
+    if (fs::is_regular_file(entry.path() / "diffusers" / "model_index.json"))
+      m.folder = (entry.path() / "diffusers").string();
+    const fs::path single = entry.path() / (m.name + ".safetensors");
+    if (fs::is_regular_file(single)) m.singles.push_back(single.string());
+    if (!m.folder.empty() || !m.singles.empty()) out.push_back(m);
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.name < b.name; });
+  return out;
+}
+
+// Same names, shapes and values (as float, 1e-3 relative per tensor).
+void expect_same_tensors(const TensorMap& got, const TensorMap& want, const std::string& what) {
+  ASSERT_FALSE(want.empty()) << what << ": no tensors";
+  ASSERT_NO_THROW(check_tensor_names(got, names_and_shapes(want), what));
+  int bad = 0;
+  for (const auto& [name, w] : want) {
+    const Tensor& g = got.at(name);
+    const double e = test::rel_error(g, w);
+    if (e > 1e-3 && ++bad <= 10) ADD_FAILURE() << what << ": " << name << " relative error " << e;
+  }
+  EXPECT_EQ(bad, 0) << what << ": tensors with different values";
+}
+
+int count_text_layers(const TensorMap& text) {
+  int n = 0;
+  while (text.count("text_model.encoder.layers." + std::to_string(n) + ".layer_norm1.weight")) ++n;
+  return n;
+}
+
+TEST(ModelFiles, EveryReferenceModelGivesTheSameTensorsInEveryForm) {
+  const auto models = reference_models();
+  if (models.empty()) GTEST_SKIP() << "no models in the reference dir";
+  for (const ModelForms& forms : models) {
+    SCOPED_TRACE(forms.name);
+    std::vector<ModelFiles> opened;
+    std::vector<std::string> labels;
+    if (!forms.folder.empty()) {
+      opened.push_back(open_model(forms.folder));
+      labels.push_back(forms.folder);
+      const ModelFiles& f = opened.back();
+      EXPECT_EQ(f.layout, ModelLayout::DiffusersFolder);
+      EXPECT_TRUE(f.model_index.is_object());
+      EXPECT_TRUE(f.unet_config.is_object());
+      EXPECT_TRUE(f.vae_config.is_object());
+      EXPECT_TRUE(f.text_encoder_config.is_object());
+      EXPECT_TRUE(f.scheduler_config.is_object());
+      EXPECT_EQ(f.dropped_text_layers, 0);
+      // The text encoder has the layers its config announces.
+      EXPECT_EQ(count_text_layers(f.text_encoder),
+                f.text_encoder_config.value("num_hidden_layers", -1));
+      const fs::path tok_config = fs::path(forms.folder) / "tokenizer" / "tokenizer_config.json";
+      if (fs::is_regular_file(tok_config)) {
+        const json tc = json::parse(read_text_file(tok_config.string()));
+        if (tc.contains("pad_token") && tc["pad_token"].is_string()) {
+          EXPECT_EQ(f.tokenizer_pad_token, tc["pad_token"].get<std::string>());
+        }
+      }
+    }
+    for (const std::string& single : forms.singles) {
+      opened.push_back(open_model(single));
+      labels.push_back(single);
+      const ModelFiles& s = opened.back();
+      EXPECT_EQ(s.layout, ModelLayout::SingleFile);
+      EXPECT_NE(s.text_layout, TextEncoderLayout::None);
+      EXPECT_EQ(s.dropped_text_layers, s.text_layout == TextEncoderLayout::OpenClip ? 1 : 0);
+      EXPECT_TRUE(s.unet_config.is_null());
+      EXPECT_FALSE(s.unet.empty());
+      EXPECT_FALSE(s.vae.empty());
+      EXPECT_FALSE(s.text_encoder.empty());
+    }
+    ASSERT_FALSE(opened.empty());
+    // Every form against the first one (the folder when there is one).
+    for (size_t i = 1; i < opened.size(); ++i) {
+      expect_same_tensors(opened[i].unet, opened[0].unet, "unet of " + labels[i]);
+      expect_same_tensors(opened[i].vae, opened[0].vae, "vae of " + labels[i]);
+      expect_same_tensors(opened[i].text_encoder, opened[0].text_encoder,
+                          "text encoder of " + labels[i]);
+    }
+  }
+}
+
+TEST(ModelFiles, ModelIndexFileOpensItsFolder) {
+  for (const ModelForms& forms : reference_models()) {
+    if (forms.folder.empty()) continue;
+    const ModelFiles m = open_model((fs::path(forms.folder) / "model_index.json").string());
+    EXPECT_EQ(m.layout, ModelLayout::DiffusersFolder);
+    EXPECT_FALSE(m.unet.empty());
+    return;
+  }
+  GTEST_SKIP() << "no diffusers folder in the reference dir";
+}
+
+NamedShapes manifest_entries(const json& j) {
+  NamedShapes out;
+  for (const auto& [name, shape] : j.items()) out.emplace_back(name, shape.get<Shape>());
+  return out;
+}
+
+// manifests.json: "<model>/single_file" (or "<model>/single_file/<component>") and
+// "<model>/diffusers/<component>", each name -> shape.
+TEST(ModelFiles, FullSizeManifestsMapExactly) {
+  DF_REQUIRE_REF(path, "manifests/manifests.json");
+  const json manifests = json::parse(read_text_file(path));
+  std::map<std::string, NamedShapes> singles;
+  for (const auto& [key, entries] : manifests.items()) {
+    const size_t slash = key.find('/');
+    if (slash == std::string::npos || !entries.is_object()) continue;
+    const std::string model = key.substr(0, slash), rest = key.substr(slash + 1);
+    if (rest == "single_file" || rest.starts_with("single_file/")) {
+      auto e = manifest_entries(entries);
+      singles[model].insert(singles[model].end(), e.begin(), e.end());
+    }
+  }
+  ASSERT_FALSE(singles.empty()) << "no single_file manifests";
+  for (const auto& [model, names] : singles) {
+    SCOPED_TRACE(model);
+    MappedNames mapped;
+    ASSERT_NO_THROW(mapped = map_single_file_names(names, model));
+    int compared = 0;
+    const std::pair<const char*, const NamedShapes*> parts[] = {
+        {"unet", &mapped.unet}, {"vae", &mapped.vae}, {"text_encoder", &mapped.text_encoder}};
+    for (const auto& [component, got] : parts) {
+      const std::string key = model + "/diffusers/" + component;
+      if (!manifests.contains(key)) continue;
+      EXPECT_NO_THROW(check_tensor_names(*got, manifest_entries(manifests[key]), key));
+      ++compared;
+    }
+    EXPECT_GT(compared, 0) << "no diffusers manifest to compare with";
+    EXPECT_EQ(mapped.dropped_text_layers,
+              mapped.text_layout == TextEncoderLayout::OpenClip ? 1 : 0);
+  }
+}
+
+}  // namespace
+}  // namespace diffuse::io
