@@ -37,6 +37,9 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
 // x [B, C, ...], normalizes each of `groups` channel groups over (C/groups, ...).
 Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias,
                   float eps);
+// group_norm followed by SiLU, in one pass (the ResNet blocks' norm + activation).
+Tensor group_norm_silu(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias,
+                       float eps);
 // softmax over the last dim.
 Tensor softmax(const Tensor& x);
 
@@ -49,6 +52,11 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
 // ---- convolution (oneDNN) ----
 // x [B, Cin, H, W], w [Cout, Cin, kh, kw], b [Cout] or undefined -> [B, Cout, Ho, Wo].
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride, int64_t padding);
+// Asymmetric zero padding, e.g. the VAE encoder's downsampling pad of (0, 1, 0, 1).
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride, int64_t pad_top,
+              int64_t pad_bottom, int64_t pad_left, int64_t pad_right);
+// zero padding of the last two dims: [B, C, H, W] -> [B, C, H+top+bottom, W+left+right]
+Tensor pad2d(const Tensor& x, int64_t left, int64_t right, int64_t top, int64_t bottom);
 // nearest-neighbour 2x upsampling: [B, C, H, W] -> [B, C, 2H, 2W]
 Tensor upsample_nearest2x(const Tensor& x);
 
