@@ -7,7 +7,6 @@
 
 #include "io/mmap_file.h"
 #include "io/name_map_ldm.h"
-#include "io/safetensors.h"
 #include "io/weights.h"
 
 namespace diffuse::io {
@@ -15,12 +14,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-// Every weights file goes through here.
-// TODO(maps): io::load_weights (detects safetensors / torch zip / GGUF) once weights.cpp lands.
-TensorMap load_file(const std::string& path) {
-  return load_safetensors(path);
-}
 
 json read_json(const fs::path& file) {
   const std::string text = read_text_file(file.string());
@@ -55,7 +48,7 @@ TensorMap load_sharded(const fs::path& index_file) {
   TensorMap out;
   for (const auto& [file, names] : by_file) {
     const fs::path shard = index_file.parent_path() / file;
-    TensorMap part = load_file(shard.string());
+    TensorMap part = load_weights(shard.string());
     for (const std::string& name : names) {
       auto it = part.find(name);
       DF_CHECK(it != part.end(), index_file.string(), ": tensor ", name, " is not in ",
@@ -75,7 +68,7 @@ TensorMap load_component_weights(const fs::path& dir) {
     for (const char* base : kBases) {
       const fs::path file = dir / str(base, variant, ".safetensors");
       tried.push_back(file);
-      if (fs::is_regular_file(file)) return load_file(file.string());
+      if (fs::is_regular_file(file)) return load_weights(file.string());
     }
     for (const char* base : kBases) {
       const fs::path index = dir / str(base, ".safetensors.index", variant, ".json");
@@ -87,7 +80,7 @@ TensorMap load_component_weights(const fs::path& dir) {
     for (const char* base : kBases) {
       const fs::path file = dir / str(base, variant, ".bin");
       tried.push_back(file);
-      if (fs::is_regular_file(file)) return load_file(file.string());
+      if (fs::is_regular_file(file)) return load_weights(file.string());
     }
   std::string names;
   for (const fs::path& t : tried) names += (names.empty() ? "" : ", ") + t.filename().string();
@@ -178,7 +171,7 @@ ModelFiles open_single_file(const std::string& path) {
   ModelFiles m;
   m.path = path;
   m.layout = ModelLayout::SingleFile;
-  const TensorMap all = load_file(path);
+  const TensorMap all = load_weights(path);
   NamedShapes names;
   names.reserve(all.size());
   for (const auto& [name, t] : all) names.emplace_back(name, t.shape());

@@ -18,14 +18,20 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-struct ModelForms {
-  std::string name;
-  std::string folder;                // "" when the model has no diffusers folder
-  std::vector<std::string> singles;  // single files in the original layout
+struct SingleForm {
+  std::string path;
+  double tolerance;  // relative error per tensor
 };
 
-// The models of the reference dir: each subfolder holding a diffusers/ folder or a single
-// file named after the model.
+struct ModelForms {
+  std::string name;
+  std::string folder;               // "" when the model has no diffusers folder
+  std::vector<SingleForm> singles;  // single files in the original layout
+};
+
+// The models of the reference dir: each subfolder holding a diffusers/ folder or single files
+// named after the model (NAME.safetensors, NAME.ckpt), and GGUF conversions (*.gguf, quantized:
+// judged within the quantization's rounding).
 std::vector<ModelForms> reference_models() {
   std::vector<ModelForms> out;
   const std::string root = test::reference_dir();
@@ -36,23 +42,33 @@ std::vector<ModelForms> reference_models() {
     m.name = entry.path().filename().string();
     if (fs::is_regular_file(entry.path() / "diffusers" / "model_index.json"))
       m.folder = (entry.path() / "diffusers").string();
-    const fs::path single = entry.path() / (m.name + ".safetensors");
-    if (fs::is_regular_file(single)) m.singles.push_back(single.string());
+    for (const char* ext : {".safetensors", ".ckpt"}) {
+      const fs::path single = entry.path() / (m.name + ext);
+      if (fs::is_regular_file(single)) m.singles.push_back({single.string(), 1e-3});
+    }
+    std::vector<std::string> ggufs;
+    for (const auto& f : fs::directory_iterator(entry.path()))
+      if (f.is_regular_file() && f.path().extension() == ".gguf")
+        ggufs.push_back(f.path().string());
+    std::sort(ggufs.begin(), ggufs.end());
+    for (const std::string& g : ggufs) m.singles.push_back({g, 2e-2});
     if (!m.folder.empty() || !m.singles.empty()) out.push_back(m);
   }
   std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.name < b.name; });
   return out;
 }
 
-// Same names, shapes and values (as float, 1e-3 relative per tensor).
-void expect_same_tensors(const TensorMap& got, const TensorMap& want, const std::string& what) {
+// Same names, shapes and values (as float, within `tol` relative error per tensor).
+void expect_same_tensors(const TensorMap& got, const TensorMap& want, const std::string& what,
+                         double tol) {
   ASSERT_FALSE(want.empty()) << what << ": no tensors";
   ASSERT_NO_THROW(check_tensor_names(got, names_and_shapes(want), what));
   int bad = 0;
   for (const auto& [name, w] : want) {
     const Tensor& g = got.at(name);
     const double e = test::rel_error(g, w);
-    if (e > 1e-3 && ++bad <= 10) ADD_FAILURE() << what << ": " << name << " relative error " << e;
+    if (!(e <= tol) && ++bad <= 10)
+      ADD_FAILURE() << what << ": " << name << " relative error " << e;
   }
   EXPECT_EQ(bad, 0) << what << ": tensors with different values";
 }
@@ -70,9 +86,11 @@ TEST(ModelFiles, EveryReferenceModelGivesTheSameTensorsInEveryForm) {
     SCOPED_TRACE(forms.name);
     std::vector<ModelFiles> opened;
     std::vector<std::string> labels;
+    std::vector<double> tolerances;
     if (!forms.folder.empty()) {
       opened.push_back(open_model(forms.folder));
       labels.push_back(forms.folder);
+      tolerances.push_back(0);
       const ModelFiles& f = opened.back();
       EXPECT_EQ(f.layout, ModelLayout::DiffusersFolder);
       EXPECT_TRUE(f.model_index.is_object());
@@ -92,9 +110,10 @@ TEST(ModelFiles, EveryReferenceModelGivesTheSameTensorsInEveryForm) {
         }
       }
     }
-    for (const std::string& single : forms.singles) {
-      opened.push_back(open_model(single));
-      labels.push_back(single);
+    for (const SingleForm& single : forms.singles) {
+      opened.push_back(open_model(single.path));
+      labels.push_back(single.path);
+      tolerances.push_back(single.tolerance);
       const ModelFiles& s = opened.back();
       EXPECT_EQ(s.layout, ModelLayout::SingleFile);
       EXPECT_NE(s.text_layout, TextEncoderLayout::None);
@@ -107,10 +126,11 @@ TEST(ModelFiles, EveryReferenceModelGivesTheSameTensorsInEveryForm) {
     ASSERT_FALSE(opened.empty());
     // Every form against the first one (the folder when there is one).
     for (size_t i = 1; i < opened.size(); ++i) {
-      expect_same_tensors(opened[i].unet, opened[0].unet, "unet of " + labels[i]);
-      expect_same_tensors(opened[i].vae, opened[0].vae, "vae of " + labels[i]);
+      const double tol = std::max(tolerances[i], tolerances[0]);
+      expect_same_tensors(opened[i].unet, opened[0].unet, "unet of " + labels[i], tol);
+      expect_same_tensors(opened[i].vae, opened[0].vae, "vae of " + labels[i], tol);
       expect_same_tensors(opened[i].text_encoder, opened[0].text_encoder,
-                          "text encoder of " + labels[i]);
+                          "text encoder of " + labels[i], tol);
     }
   }
 }
