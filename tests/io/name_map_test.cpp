@@ -333,5 +333,49 @@ TEST(OpenModel, FolderPadTokenObjectAndFp16Variant) {
   EXPECT_TRUE(m.vae_config.is_null());
 }
 
+TEST(OpenModel, ShardedTextEncoderAndLegacyNames) {
+  const fs::path dir = fs::path(test::temp_dir()) / "folder_sharded";
+  fs::create_directories(dir / "unet");
+  fs::create_directories(dir / "vae");
+  fs::create_directories(dir / "text_encoder");
+  std::ofstream(dir / "model_index.json") << "{}";
+  for (const char* c : {"unet", "vae", "text_encoder"})
+    std::ofstream(dir / c / "config.json") << "{}";
+  save_safetensors((dir / "unet" / "diffusion_pytorch_model.safetensors").string(),
+                   {{"conv_in.weight", Tensor::zeros({8, 4, 3, 3})}});
+  // An older diffusers VAE: query/proj_attn names, here with 1x1-convolution weights.
+  save_safetensors((dir / "vae" / "diffusion_pytorch_model.safetensors").string(),
+                   {{"decoder.mid_block.attentions.0.query.weight",
+                     Tensor::from_vector({1, 2, 3, 4}, {2, 2, 1, 1})},
+                    {"decoder.mid_block.attentions.0.proj_attn.bias", Tensor::zeros({2})}});
+  const std::string te = "text_model.embeddings.";
+  save_safetensors((dir / "text_encoder" / "model-00001-of-00002.safetensors").string(),
+                   {{te + "token_embedding.weight", Tensor::full({10, 4}, 1.5f)},
+                    {te + "position_ids", Tensor::from_i64({0, 1, 2}, {1, 3})}});
+  save_safetensors((dir / "text_encoder" / "model-00002-of-00002.safetensors").string(),
+                   {{te + "position_embedding.weight", Tensor::zeros({3, 4})}});
+  std::ofstream(dir / "text_encoder" / "model.safetensors.index.json") << R"({"weight_map": {
+      "text_model.embeddings.token_embedding.weight": "model-00001-of-00002.safetensors",
+      "text_model.embeddings.position_ids": "model-00001-of-00002.safetensors",
+      "text_model.embeddings.position_embedding.weight": "model-00002-of-00002.safetensors"}})";
+  const ModelFiles m = open_model(dir.string());
+  std::vector<std::string> text;
+  for (const auto& [n, t] : m.text_encoder) text.push_back(n);
+  EXPECT_EQ(text, (std::vector<std::string>{te + "position_embedding.weight",
+                                            te + "token_embedding.weight"}));
+  EXPECT_EQ(m.text_encoder.at(te + "token_embedding.weight").to_float_vector()[7], 1.5f);
+  EXPECT_EQ(m.ignored, (std::vector<std::string>{"text_encoder/" + te + "position_ids"}));
+  ASSERT_EQ(m.vae.count("decoder.mid_block.attentions.0.to_q.weight"), 1u);
+  const Tensor q = m.vae.at("decoder.mid_block.attentions.0.to_q.weight");
+  EXPECT_EQ(q.shape(), (Shape{2, 2}));
+  EXPECT_EQ(q.to_float_vector(), (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_EQ(m.vae.count("decoder.mid_block.attentions.0.to_out.0.bias"), 1u);
+
+  // A shard that lacks a tensor its index promises.
+  std::ofstream(dir / "text_encoder" / "model.safetensors.index.json")
+      << R"({"weight_map": {"text_model.x": "model-00002-of-00002.safetensors"}})";
+  EXPECT_THROW(open_model(dir.string()), Error);
+}
+
 }  // namespace
 }  // namespace diffuse::io
