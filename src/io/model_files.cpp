@@ -3,7 +3,6 @@
 #include "io/model_files.h"
 
 #include <filesystem>
-#include <set>
 
 #include "io/mmap_file.h"
 #include "io/name_map_ldm.h"
@@ -145,7 +144,7 @@ ModelFiles open_diffusers_folder(const fs::path& dir) {
     }
   }
   TensorMap vae;
-  for (auto& [name, t] : m.vae) {
+  for (const auto& [name, t] : m.vae) {
     const std::string modern = modern_vae_name(name);
     const bool attention = modern.find(".mid_block.attentions.") != std::string::npos &&
                            modern.ends_with(".weight") &&
