@@ -25,8 +25,8 @@ Status attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
   const int64_t B = q.shape()[0], H = q.shape()[1], Lq = q.shape()[2], Dh = q.shape()[3];
   const int64_t Lk = k.shape()[2], Dv = v.shape()[3];
   if (B * H * Lq == 0) return {};
-  // Query block: keep the block's scores around 512 KiB, between 16 and 256 rows.
-  const int64_t bq = std::min(Lq, std::clamp<int64_t>(131072 / Lk, 16, 256));
+  // Query block: about 2 MiB of scores per thread (128 rows at Lk = 4096), 16 to 256 rows.
+  const int64_t bq = std::min(Lq, std::clamp<int64_t>(524288 / Lk, 16, 256));
   const int64_t nblk = (Lq + bq - 1) / bq;
   const float* qp = q.data<float>();
   const float* kp = k.data<float>();
