@@ -76,14 +76,17 @@ TensorMap load_safetensors(const std::string& path, Metadata* metadata) {
              "' has unsupported dtype ", jd.get<std::string>());
     Shape shape;
     int64_t numel = 1;
+    DF_CHECK(js.size() <= 16, path, ": tensor '", name, "' has ", js.size(), " dims");
     for (auto& d : js) {
-      DF_CHECK(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0), path,
-               ": tensor '", name, "' has a bad shape");
-      int64_t v = d.get<int64_t>();
-      DF_CHECK(v < (int64_t(1) << 40), path, ": tensor '", name, "' has a bad shape");
+      // unsigned only (a negative or float dim is corrupt); each dim and the product are
+      // bounded before multiplying, so nothing overflows
+      DF_CHECK(d.is_number_unsigned() && d.get<uint64_t>() < (uint64_t(1) << 40), path,
+               ": tensor '", name, "' has a bad shape ", js.dump());
+      int64_t v = int64_t(d.get<uint64_t>());
       shape.push_back(v);
+      DF_CHECK(v == 0 || numel <= (int64_t(1) << 42) / v, path, ": tensor '", name,
+               "' is too large");
       numel *= v;
-      DF_CHECK(numel < (int64_t(1) << 42), path, ": tensor '", name, "' is too large");
     }
     DF_CHECK(jo[0].is_number_unsigned() && jo[1].is_number_unsigned(), path, ": tensor '", name,
              "' has bad data offsets");
