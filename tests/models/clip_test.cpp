@@ -10,39 +10,15 @@ using namespace diffuse;
 
 namespace {
 
-std::vector<test::ModelForm> all_forms() {
-  std::vector<test::ModelForm> out;
-  for (auto& m : test::reference_models())
-    for (auto& f : test::model_forms(m)) out.push_back(f);
-  return out;
-}
-
-std::string form_name(const testing::TestParamInfo<test::ModelForm>& i) {
-  std::string s = i.param.model + "_" + i.param.kind;
-  for (auto& c : s)
-    if (!isalnum(static_cast<unsigned char>(c))) c = '_';
-  return s;
-}
-
-// fp32 paths match within 1e-4. GGUF files hold q8_0 weights: measured 0.7-1.7e-2 there.
-double tolerance(const test::ModelForm& f) { return f.quantized() ? 3e-2 : 1e-4; }
-
-std::unique_ptr<pipeline::ModelBundle> open_form(const test::ModelForm& f) {
-  pipeline::BundleOptions opt;
-  opt.config_dir = f.config_dir;
-  opt.data_dir = test::data_dir();
-  return pipeline::ModelBundle::open(f.path, opt);
-}
-
 class ClipGolden : public testing::TestWithParam<test::ModelForm> {};
 
 TEST_P(ClipGolden, EncoderOutputsMatch) {
   const auto& f = GetParam();
   auto ref = io::load_safetensors(f.dir + "/reference.safetensors");
-  auto bundle = open_form(f);
+  auto bundle = test::open_form(f);
   const auto& te = bundle->text_encoder();
   auto out = te.forward(ref.at("text.input_ids"));
-  const double tol = tolerance(f);
+  const double tol = test::form_tolerance(f);
   for (size_t i = 0; i < out.hidden_states.size(); ++i) {
     std::string key = "text.hidden_states." + std::to_string(i);
     ASSERT_TRUE(ref.count(key)) << key;
@@ -59,8 +35,8 @@ TEST_P(ClipGolden, PromptEmbedsAndClipSkipMatch) {
   const auto& f = GetParam();
   auto ref = io::load_safetensors(f.dir + "/reference.safetensors");
   auto prompts = f.reference_json.at("prompts");
-  auto bundle = open_form(f);
-  const double tol = tolerance(f);
+  auto bundle = test::open_form(f);
+  const double tol = test::form_tolerance(f);
   // The tokenizer reproduces the reference ids of both prompts.
   Tensor ids = ref.at("text.input_ids");
   for (int64_t i = 0; i < 2; ++i) {
@@ -78,7 +54,7 @@ TEST_P(ClipGolden, PromptEmbedsAndClipSkipMatch) {
 }
 
 TEST_P(ClipGolden, ClipSkipOutOfRangeIsAClearError) {
-  auto bundle = open_form(GetParam());
+  auto bundle = test::open_form(GetParam());
   Tensor ids = bundle->token_ids("a cat");
   EXPECT_THROW(bundle->text_encoder().encode(ids, 0), Error);
   EXPECT_THROW(bundle->text_encoder().encode(ids, bundle->text_config.published_layers() + 1),
@@ -92,10 +68,11 @@ TEST_P(ClipGolden, ClipSkipOutOfRangeIsAClearError) {
 TEST(ClipGoldenSet, HasModels) {
   if (test::reference_dir().empty() || test::reference_models().empty())
     GTEST_SKIP() << "no reference models in " << test::reference_dir();
-  EXPECT_FALSE(all_forms().empty());
+  EXPECT_FALSE(test::all_model_forms().empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Forms, ClipGolden, testing::ValuesIn(all_forms()), form_name);
+INSTANTIATE_TEST_SUITE_P(Forms, ClipGolden, testing::ValuesIn(test::all_model_forms()),
+                         [](const auto& i) { return test::form_test_name(i.param); });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ClipGolden);
 
 }  // namespace

@@ -60,4 +60,27 @@ std::vector<ModelForm> model_forms(const std::string& model) {
   return out;
 }
 
+std::vector<ModelForm> all_model_forms() {
+  std::vector<ModelForm> out;
+  for (auto& m : reference_models())
+    for (auto& f : model_forms(m)) out.push_back(f);
+  return out;
+}
+
+std::string form_test_name(const ModelForm& f) {
+  std::string s = f.model + "_" + f.kind;
+  for (auto& c : s)
+    if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+  return s;
+}
+
+double form_tolerance(const ModelForm& f) { return f.quantized() ? 3e-2 : 1e-4; }
+
+std::unique_ptr<pipeline::ModelBundle> open_form(const ModelForm& f) {
+  pipeline::BundleOptions opt;
+  opt.config_dir = f.config_dir;
+  opt.data_dir = data_dir();
+  return pipeline::ModelBundle::open(f.path, opt);
+}
+
 }  // namespace diffuse::test

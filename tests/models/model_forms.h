@@ -3,7 +3,10 @@
 #include <string>
 #include <vector>
 
+#include <memory>
 #include <nlohmann/json.hpp>
+
+#include "pipeline/model_bundle.h"
 
 namespace diffuse::test {
 
@@ -22,5 +25,13 @@ struct ModelForm {
 // the model whose "kind" is the first part of its kind ("sd1-inpaint" -> "sd1").
 std::vector<std::string> reference_models();
 std::vector<ModelForm> model_forms(const std::string& model);
+// Every form of every model, and a gtest-safe name for one.
+std::vector<ModelForm> all_model_forms();
+std::string form_test_name(const ModelForm& f);
+// fp32 paths match within 1e-4. GGUF files hold q8_0 weights: measured 0.7-1.7e-2 there.
+double form_tolerance(const ModelForm& f);
+
+// Opens the form as the user would, with its config folder.
+std::unique_ptr<pipeline::ModelBundle> open_form(const ModelForm& f);
 
 }  // namespace diffuse::test

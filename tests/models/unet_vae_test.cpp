@@ -10,36 +10,12 @@ using namespace diffuse;
 
 namespace {
 
-std::vector<test::ModelForm> all_forms() {
-  std::vector<test::ModelForm> out;
-  for (auto& m : test::reference_models())
-    for (auto& f : test::model_forms(m)) out.push_back(f);
-  return out;
-}
-
-std::string form_name(const testing::TestParamInfo<test::ModelForm>& i) {
-  std::string s = i.param.model + "_" + i.param.kind;
-  for (auto& c : s)
-    if (!isalnum(static_cast<unsigned char>(c))) c = '_';
-  return s;
-}
-
-// fp32 paths match within 1e-4. GGUF files hold q8_0 weights: measured 0.7-1.7e-2 there.
-double tolerance(const test::ModelForm& f) { return f.quantized() ? 3e-2 : 1e-4; }
-
-std::unique_ptr<pipeline::ModelBundle> open_form(const test::ModelForm& f) {
-  pipeline::BundleOptions opt;
-  opt.config_dir = f.config_dir;
-  opt.data_dir = test::data_dir();
-  return pipeline::ModelBundle::open(f.path, opt);
-}
-
 class UNetVaeGolden : public testing::TestWithParam<test::ModelForm> {};
 
 TEST_P(UNetVaeGolden, UNetOutputsMatchAtEveryTimestep) {
   const auto& f = GetParam();
   auto ref = io::load_safetensors(f.dir + "/reference.safetensors");
-  auto bundle = open_form(f);
+  auto bundle = test::open_form(f);
   const auto& unet = bundle->unet();
   const Tensor& input = ref.at("unet.input");
   const Tensor& context = ref.at("unet.context");
@@ -50,7 +26,7 @@ TEST_P(UNetVaeGolden, UNetOutputsMatchAtEveryTimestep) {
     const float t = std::stof(key.substr(prefix.size()));
     SCOPED_TRACE(key);
     Tensor out = unet.forward(input, std::vector<float>(size_t(input.size(0)), t), context);
-    EXPECT_REL_NEAR(out, expected, tolerance(f));
+    EXPECT_REL_NEAR(out, expected, test::form_tolerance(f));
     ++checked;
   }
   EXPECT_GT(checked, 0) << "no unet.output.t* keys in the reference";
@@ -59,24 +35,24 @@ TEST_P(UNetVaeGolden, UNetOutputsMatchAtEveryTimestep) {
 TEST_P(UNetVaeGolden, VaeEncodeMatches) {
   const auto& f = GetParam();
   auto ref = io::load_safetensors(f.dir + "/reference.safetensors");
-  auto bundle = open_form(f);
+  auto bundle = test::open_form(f);
   auto d = bundle->vae().encode(ref.at("vae.image"));
-  EXPECT_REL_NEAR(d.mean, ref.at("vae.encode.mean"), tolerance(f));
-  EXPECT_REL_NEAR(d.logvar, ref.at("vae.encode.logvar"), tolerance(f));
+  EXPECT_REL_NEAR(d.mean, ref.at("vae.encode.mean"), test::form_tolerance(f));
+  EXPECT_REL_NEAR(d.logvar, ref.at("vae.encode.logvar"), test::form_tolerance(f));
 }
 
 TEST_P(UNetVaeGolden, VaeDecodeMatches) {
   const auto& f = GetParam();
   auto ref = io::load_safetensors(f.dir + "/reference.safetensors");
-  auto bundle = open_form(f);
+  auto bundle = test::open_form(f);
   Tensor img = bundle->vae().decode(ref.at("vae.decode.input"));
-  EXPECT_REL_NEAR(img, ref.at("vae.decode.output"), tolerance(f));
+  EXPECT_REL_NEAR(img, ref.at("vae.decode.output"), test::form_tolerance(f));
   EXPECT_FLOAT_EQ(bundle->vae_config.scaling_factor,
                   f.reference_json.at("vae_scaling_factor").get<float>());
 }
 
 TEST_P(UNetVaeGolden, BadShapesAreClearErrors) {
-  auto bundle = open_form(GetParam());
+  auto bundle = test::open_form(GetParam());
   const auto& unet = bundle->unet();
   const auto& c = bundle->unet_config;
   Tensor ctx = Tensor::zeros({1, 77, c.cross_attention_dim});
@@ -88,7 +64,8 @@ TEST_P(UNetVaeGolden, BadShapesAreClearErrors) {
   EXPECT_THROW(bundle->vae().encode(Tensor::zeros({1, 3, 12, 12})), Error);
 }
 
-INSTANTIATE_TEST_SUITE_P(Forms, UNetVaeGolden, testing::ValuesIn(all_forms()), form_name);
+INSTANTIATE_TEST_SUITE_P(Forms, UNetVaeGolden, testing::ValuesIn(test::all_model_forms()),
+                         [](const auto& i) { return test::form_test_name(i.param); });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(UNetVaeGolden);
 
 }  // namespace
