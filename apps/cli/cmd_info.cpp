@@ -70,11 +70,14 @@ Command info_cmd(
                       with_commas(cj["parameters"].get<int64_t>()).c_str(),
                       static_cast<long long>(cj["tensors"].get<int64_t>()), dts.c_str());
         }
-        std::printf("text encoder: width %lld, %lld blocks (%lld published), %lld heads, %s, "
+        const std::string heads = tc.num_attention_heads > 0
+                                      ? std::to_string(tc.num_attention_heads)
+                                      : std::string("unknown (give --config)");
+        std::printf("text encoder: width %lld, %lld blocks (%lld published), heads %s, %s, "
                     "default clip skip %lld\n",
                     (long long)tc.hidden_size, (long long)tc.num_hidden_layers,
-                    (long long)tc.published_layers(), (long long)tc.num_attention_heads,
-                    tc.hidden_act.c_str(), (long long)b->default_clip_skip());
+                    (long long)tc.published_layers(), heads.c_str(), tc.hidden_act.c_str(),
+                    (long long)b->default_clip_skip());
         if (!f.ignored.empty())
           std::printf("ignored: %zu tensors outside the three components\n", f.ignored.size());
         return 0;

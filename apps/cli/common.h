@@ -1,5 +1,6 @@
 // Helpers shared by the sub-commands.
 #pragma once
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
 

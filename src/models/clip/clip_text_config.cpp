@@ -51,10 +51,8 @@ ClipTextConfig ClipTextConfig::infer(const io::TensorMap& w, const std::string& 
                  ".self_attn.q_proj.weight"))
     ++c.num_hidden_layers;
   c.hidden_act = hidden_act;
-  DF_CHECK(head_dim > 0 && c.hidden_size % head_dim == 0, "text encoder width ", c.hidden_size,
-           " is not a multiple of the head width ", head_dim,
-           "; give the model's config (--config DIR of a diffusers folder)");
-  c.num_attention_heads = c.hidden_size / head_dim;
+  // 0 = unknown: the model refuses to be built until a config gives the count.
+  c.num_attention_heads = head_dim > 0 && c.hidden_size % head_dim == 0 ? c.hidden_size / head_dim : 0;
   return c;
 }
 

@@ -75,7 +75,17 @@ ClipTextTransformer::ClipTextTransformer(const ClipTextConfig& c)
   register_module("final_layer_norm", final_layer_norm);
 }
 
-ClipTextModel::ClipTextModel(const ClipTextConfig& c) : text_model(c), config_(c) {
+namespace {
+const ClipTextConfig& checked(const ClipTextConfig& c) {
+  DF_CHECK(c.num_attention_heads > 0 && c.hidden_size % c.num_attention_heads == 0,
+           "text encoder: the head count of a ", c.hidden_size, "-wide encoder is not in the file ",
+           "and differs from the published models'; give the model's config (--config DIR of a ",
+           "diffusers folder)");
+  return c;
+}
+}  // namespace
+
+ClipTextModel::ClipTextModel(const ClipTextConfig& c) : text_model(checked(c)), config_(c) {
   register_module("text_model", text_model);
 }
 

@@ -58,8 +58,22 @@ Tensor UNetMidBlock::forward(const Tensor& x, const Tensor& temb, const Tensor& 
   return resnets[1].forward(h, temb);
 }
 
+namespace {
+const UNetConfig& checked(const UNetConfig& c) {
+  const size_t n = c.block_out_channels.size();
+  DF_CHECK(n > 0 && c.heads.size() == n && c.down_has_attention.size() == n &&
+               c.up_has_attention.size() == n,
+           "unet: inconsistent config (", n, " levels)");
+  for (size_t i = 0; i < n; ++i)
+    DF_CHECK(c.heads[i] > 0 && c.block_out_channels[i] % c.heads[i] == 0, "unet: the head count of ",
+             "level ", i, " (width ", c.block_out_channels[i], ") is not in the file and differs ",
+             "from the published models'; give the model's config (--config DIR of a diffusers folder)");
+  return c;
+}
+}  // namespace
+
 UNet2DConditionModel::UNet2DConditionModel(const UNetConfig& c)
-    : conv_in(c.in_channels, c.block_out_channels[0], 3, 1, 1),
+    : conv_in((checked(c), c.in_channels), c.in_channels, c.block_out_channels[0], 3, 1, 1),
       time_embedding(c.block_out_channels[0], c.time_embed_dim()),
       mid_block(c),
       conv_norm_out(c.norm_num_groups, c.block_out_channels[0], c.norm_eps),

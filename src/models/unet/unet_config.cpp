@@ -104,13 +104,11 @@ UNetConfig UNetConfig::infer(const io::TensorMap& w) {
   c.heads.clear();
   for (size_t i = 0; i < n; ++i) {
     const int64_t ch = c.block_out_channels[i];
-    if (!c.use_linear_projection) {
+    // 0 = unknown: the model refuses to be built until a config gives the count.
+    if (!c.use_linear_projection)
       c.heads.push_back(8);
-    } else {
-      DF_CHECK(ch % 64 == 0, "unet: width ", ch, " is not a multiple of 64-wide heads; ",
-               "give the model's config (--config DIR of a diffusers folder)");
-      c.heads.push_back(ch / 64);
-    }
+    else
+      c.heads.push_back(ch % 64 == 0 ? ch / 64 : 0);
   }
   c.upcast_attention = c.use_linear_projection;
   return c;
