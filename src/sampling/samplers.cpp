@@ -151,15 +151,21 @@ std::unique_ptr<Scheduler> make_scheduler(const SamplerOptions& options) {
   return s;
 }
 
+Tensor sample(Scheduler& s, const Tensor& latents_init, const Denoiser& denoise, Generator* gen,
+              const StepCallback& on_step) {
+  DF_CHECK(s.num_inference_steps() > 0, "sample: call set_timesteps on the scheduler first");
+  const Tensor init = as_f32(latents_init, "initial latents");
+  const float sigma = s.init_noise_sigma();
+  const float* p = init.data<float>();
+  Tensor x = detail::map(init, [&](int64_t k) { return p[k] * sigma; });
+  return run(s, x, denoise, gen, on_step);
+}
+
 Tensor sample(const SamplerOptions& options, const Tensor& latents_init, const Denoiser& denoise,
               Generator* gen, const StepCallback& on_step) {
   auto s = make_scheduler(options);
   s->set_timesteps(options.steps);
-  const Tensor init = as_f32(latents_init, "initial latents");
-  const float sigma = s->init_noise_sigma();
-  const float* p = init.data<float>();
-  Tensor x = detail::map(init, [&](int64_t k) { return p[k] * sigma; });
-  return run(*s, x, denoise, gen, on_step);
+  return sample(*s, latents_init, denoise, gen, on_step);
 }
 
 Img2ImgPlan img2img_plan(const Scheduler& scheduler, int steps, double strength) {
@@ -175,13 +181,13 @@ Img2ImgPlan img2img_plan(const Scheduler& scheduler, int steps, double strength)
   return plan;
 }
 
-Tensor sample_img2img(const SamplerOptions& options, const Tensor& init_latents,
+Tensor sample_img2img(Scheduler& s, double strength, const Tensor& init_latents,
                       const Tensor& noise, const Denoiser& denoise, Generator* gen,
                       const StepCallback& on_step) {
-  auto s = make_scheduler(options);
-  s->set_timesteps(options.steps);
-  const Img2ImgPlan plan = img2img_plan(*s, options.steps, options.strength);
-  s->set_begin_index(plan.begin_index);
+  DF_CHECK(s.num_inference_steps() > 0,
+           "sample_img2img: call set_timesteps on the scheduler first");
+  const Img2ImgPlan plan = img2img_plan(s, s.num_inference_steps(), strength);
+  s.set_begin_index(plan.begin_index);
   const Tensor init = as_f32(init_latents, "img2img latents");
   Tensor n;
   if (noise.defined()) {
@@ -190,8 +196,15 @@ Tensor sample_img2img(const SamplerOptions& options, const Tensor& init_latents,
     DF_CHECK(gen != nullptr, "img2img: no noise and no generator to draw it from");
     n = gen->randn(init.shape());
   }
-  Tensor x = s->add_noise(init, n, plan.begin_index);
-  return run(*s, x, denoise, gen, on_step);
+  return run(s, s.add_noise(init, n, plan.begin_index), denoise, gen, on_step);
+}
+
+Tensor sample_img2img(const SamplerOptions& options, const Tensor& init_latents,
+                      const Tensor& noise, const Denoiser& denoise, Generator* gen,
+                      const StepCallback& on_step) {
+  auto s = make_scheduler(options);
+  s->set_timesteps(options.steps);
+  return sample_img2img(*s, options.strength, init_latents, noise, denoise, gen, on_step);
 }
 
 }  // namespace diffuse::sampling

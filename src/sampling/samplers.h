@@ -65,6 +65,11 @@ std::unique_ptr<Scheduler> make_scheduler(const SamplerOptions& options);
 Tensor sample(const SamplerOptions& options, const Tensor& latents_init, const Denoiser& denoise,
               Generator* gen, const StepCallback& on_step = {});
 
+// The same loop on a scheduler made elsewhere (e.g. make_scheduler(class, config) from a
+// model's scheduler_config.json); set_timesteps must have been called.
+Tensor sample(Scheduler& scheduler, const Tensor& latents_init, const Denoiser& denoise,
+              Generator* gen, const StepCallback& on_step = {});
+
 // img2img, as diffusers' img2img pipeline: with n = options.steps, the last
 // min(int(n * strength), n) steps run, starting from init_latents noised to the first of them.
 struct Img2ImgPlan {
@@ -77,6 +82,10 @@ Img2ImgPlan img2img_plan(const Scheduler& scheduler, int steps, double strength)
 // noise: the latent-shaped noise to add; when undefined it is drawn from gen (the pipeline
 // draws it right after the VAE posterior sample).
 Tensor sample_img2img(const SamplerOptions& options, const Tensor& init_latents,
+                      const Tensor& noise, const Denoiser& denoise, Generator* gen,
+                      const StepCallback& on_step = {});
+// The same on a scheduler made elsewhere, after its set_timesteps (which gives the step count).
+Tensor sample_img2img(Scheduler& scheduler, double strength, const Tensor& init_latents,
                       const Tensor& noise, const Denoiser& denoise, Generator* gen,
                       const StepCallback& on_step = {});
 

@@ -34,6 +34,12 @@ std::vector<double> solve(std::vector<std::vector<double>> a, std::vector<double
   return x;
 }
 
+std::vector<const float*> data_of(const std::vector<Tensor>& ts) {
+  std::vector<const float*> p;
+  for (const Tensor& t : ts) p.push_back(t.data<float>());
+  return p;
+}
+
 class UniPC : public Scheduler {
  public:
   explicit UniPC(const SchedulerConfig& cfg)
@@ -57,6 +63,9 @@ class UniPC : public Scheduler {
     DF_CHECK(fs == "zero" || fs == "sigma_min",
              "UniPCMultistepScheduler: unknown final_sigmas_type '", fs, "'");
     final_zero_ = fs == "zero";
+    DF_CHECK(predict_x0_ || !final_zero_,
+             "UniPCMultistepScheduler: predict_x0 false (noise prediction) cannot step to sigma 0; "
+             "use final_sigmas_type sigma_min");
     if (c_.rescale_zero_snr) c_.alphas_cumprod.back() = std::ldexp(1.0f, -24);
     alphas_cumprod_ = c_.alphas_cumprod;
   }
@@ -199,10 +208,15 @@ class UniPC : public Scheduler {
     const float cm = predict_x0_ ? t.alpha * sys.h_phi_1 : t.sigma * sys.h_phi_1;
     const float cres = predict_x0_ ? t.alpha * sys.b_h : t.sigma * sys.b_h;
     const float* x = x_t.data<float>();
+    const std::vector<const float*> d = data_of(d1s);
+    // Without past outputs the residual term is absent (diffusers multiplies B(h) by 0 there,
+    // which is NaN for bh1 at a final sigma of 0).
     return map(x_t, [&](int64_t e) {
+      const float base = cx * x[e] - cm * m0[e];
+      if (d.empty()) return base;
       float res = 0;
-      for (size_t k = 0; k < d1s.size(); ++k) res += rhos[k] * d1s[k].data<float>()[e];
-      return (cx * x[e] - cm * m0[e]) - cres * res;
+      for (size_t k = 0; k < d.size(); ++k) res += rhos[k] * d[k][e];
+      return base - cres * res;
     });
   }
 
@@ -235,9 +249,10 @@ class UniPC : public Scheduler {
     const float* x = last_sample_.data<float>();
     const float* mt = model_t.data<float>();
     const float rho_t = rhos.back();
+    const std::vector<const float*> d = data_of(d1s);
     return map(this_sample, [&](int64_t e) {
       float res = 0;
-      for (size_t k = 0; k < d1s.size(); ++k) res += rhos[k] * d1s[k].data<float>()[e];
+      for (size_t k = 0; k < d.size(); ++k) res += rhos[k] * d[k][e];
       return (cx * x[e] - cm * m0[e]) - cres * (res + rho_t * (mt[e] - m0[e]));
     });
   }

@@ -52,6 +52,8 @@ class Scheduler {
   // diffusers' scheduler.sigmas (float32), empty for the schedulers without one.
   const std::vector<float>& sigmas() const { return sigmas_; }
   const std::vector<float>& alphas_cumprod() const { return alphas_cumprod_; }
+  // The step count of the last set_timesteps (0 before).
+  int num_inference_steps() const { return num_inference_steps_; }
   virtual float init_noise_sigma() const { return 1.0f; }
   // diffusers' scheduler.order: model calls per nominal step (2 for Heun and KDPM2).
   virtual int order() const { return 1; }

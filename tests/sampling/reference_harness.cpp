@@ -22,8 +22,9 @@ const Tensor& need(const ReferenceModel& m, const std::string& key) {
   return it->second;
 }
 
-// Step i of a stacked trajectory [n, ...] shaped like the latents.
+// Step i of a stacked trajectory shaped like the latents.
 Tensor trajectory_step(const Tensor& traj, int64_t i, const Shape& latents_shape) {
+  // [n, c, h, w] -> [c, h, w] -> [1, c, h, w] (the reference pipelines ran batch 1)
   return traj.select(0, i).contiguous().reshape(latents_shape);
 }
 

@@ -97,8 +97,9 @@ TEST(ReferenceSamplers, FirstStepOfEveryTrajectory) {
       // the input scaling cancel).
       EXPECT_REL_NEAR(f0.input, latents0, 1e-6);
       const Tensor& traj = m.tensors.at("pipe." + s + ".trajectory");
-      probes.push_back({s, f0.timestep, f0.latents, f1.latents,
-                        traj.select(0, 0).contiguous().reshape(latents0.shape())});
+      // [n, c, h, w] -> step 0 as [1, c, h, w]
+      Tensor want = traj.select(0, 0).contiguous().reshape(latents0.shape());
+      probes.push_back({s, f0.timestep, f0.latents, f1.latents, want});
     }
     // Group by first timestep; in each group recover the model output from the sampler whose
     // first step depends most strongly on it, then check the others.

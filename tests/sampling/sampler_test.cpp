@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "sampling/samplers.h"
 #include "test_util.h"
@@ -57,16 +58,17 @@ Tensor smooth_x0(const Shape& shape) {
 }
 
 // Where a deterministic sampler must end: on the ODE path through the first model input,
-// at final_sigma (0 for most: x0 itself). VP form (the schedulers that stop above 0 are VP).
-Tensor expected_final(const PointDenoiser& d, float final_sigma) {
+// at final_sigma (0 for most: x0 itself), as x0 + sigma * eps scaled to alpha-space (VP, the
+// DDPM-style samplers) or not (VE, the k-diffusion ones).
+Tensor expected_final(const PointDenoiser& d, float final_sigma, bool ve = false) {
   if (final_sigma == 0) return d.x0;
   const double a0 = d.alpha_cumprod_at(d.timesteps.front());
   auto x = d.first_input.to_float_vector(), c = d.x0.to_float_vector();
-  const double af = 1.0 / (1.0 + double(final_sigma) * final_sigma);
+  const double scale = ve ? 1.0 : 1.0 / std::sqrt(1.0 + double(final_sigma) * final_sigma);
   std::vector<float> out(x.size());
   for (size_t k = 0; k < x.size(); ++k) {
     const double eps = (x[k] - std::sqrt(a0) * c[k]) / std::sqrt(1 - a0);
-    out[k] = float(std::sqrt(af) * c[k] + std::sqrt(1 - af) * eps);
+    out[k] = float(scale * (c[k] + final_sigma * eps));
   }
   return Tensor::from_vector(out, d.x0.shape());
 }
@@ -77,7 +79,8 @@ Tensor expected_final(const PointDenoiser& d, float final_sigma) {
 double tolerance(const SamplerOptions& o, PredictionType p) {
   // PNDM extrapolates raw v outputs and converts the combination with the current alpha.
   if (o.name == "pndm" && p == PredictionType::VPrediction) return 5e-2;
-  // DDIM/PNDM step to t - N // steps, which is not the next timestep of a trailing schedule.
+  // DDIM/PNDM step to t - N // steps, which is not the next timestep of a trailing (or
+  // linspace) schedule.
   if ((o.name == "ddim" || o.name == "pndm") && o.scheduler == NoiseSchedule::Trailing) return 5e-3;
   // Karras DEIS rounds the timesteps but not the sigmas, and stops above sigma 0.
   if (o.name == "deis" && o.scheduler == NoiseSchedule::Karras) return 1e-2;
@@ -215,8 +218,112 @@ TEST(Samplers, StepsMustRunInOrderAndShapesMatch) {
   Tensor x = Tensor::zeros({1, 4, 2, 2});
   EXPECT_THROW(s->step(x, 1, x, nullptr), Error);
   EXPECT_THROW(s->step(Tensor::zeros({1, 4, 2, 3}), 0, x, nullptr), Error);
+  SchedulerConfig noise_form = SchedulerConfig::stable_diffusion();
+  noise_form.predict_x0 = false;
+  EXPECT_THROW(make_scheduler(SchedulerClass::UniPCMultistep, noise_form), Error);
+  noise_form.algorithm_type = "dpmsolver";
+  EXPECT_THROW(make_scheduler(SchedulerClass::DPMSolverMultistep, noise_form), Error);
   SamplerOptions o = SamplerOptions::from_name("euler");
   o.steps = 3;
   auto bad = [](const Tensor&, float) { return Tensor::zeros({1}); };
   EXPECT_THROW(sample(o, x, bad, nullptr), Error);
+}
+
+// Scheduler options the reference runs do not use: higher solver orders, other solver and
+// algorithm types, PNDM's Runge-Kutta warm-up, DDPM variances, zero terminal SNR.
+TEST(Samplers, ConfigVariantsConverge) {
+  struct Case {
+    const char* what;
+    SchedulerClass cls;
+    std::function<void(SchedulerConfig&)> tweak;
+    bool ve = false;  // VE-form final latents (k-diffusion)
+  };
+  const std::vector<Case> cases = {
+      {"dpm++ 3m", SchedulerClass::DPMSolverMultistep, [](auto& c) { c.solver_order = 3; }},
+      {"dpm++ 2m heun", SchedulerClass::DPMSolverMultistep,
+       [](auto& c) { c.solver_type = "heun"; }},
+      {"dpm++ 3m sde", SchedulerClass::DPMSolverMultistep,
+       [](auto& c) { c.solver_order = 3, c.algorithm_type = "sde-dpmsolver++"; }},
+      {"dpm++ 2m sde heun", SchedulerClass::DPMSolverMultistep,
+       [](auto& c) { c.algorithm_type = "sde-dpmsolver++", c.solver_type = "heun"; }},
+      {"dpm-solver 2m", SchedulerClass::DPMSolverMultistep,
+       [](auto& c) { c.algorithm_type = "dpmsolver", c.final_sigmas_type = "sigma_min"; }},
+      {"dpm-solver 3m", SchedulerClass::DPMSolverMultistep,
+       [](auto& c) {
+         c.algorithm_type = "dpmsolver", c.final_sigmas_type = "sigma_min", c.solver_order = 3;
+       }},
+      {"dpm++ 3m sigma_min", SchedulerClass::DPMSolverMultistep,
+       [](auto& c) { c.solver_order = 3, c.final_sigmas_type = "sigma_min"; }},
+      {"dpm++ 3s", SchedulerClass::DPMSolverSinglestep, [](auto& c) { c.solver_order = 3; }},
+      {"dpm++ 3s heun", SchedulerClass::DPMSolverSinglestep,
+       [](auto& c) { c.solver_order = 3, c.solver_type = "heun"; }},
+      {"dpm++ 2s heun", SchedulerClass::DPMSolverSinglestep,
+       [](auto& c) { c.solver_type = "heun"; }},
+      {"dpm-solver 3s", SchedulerClass::DPMSolverSinglestep,
+       [](auto& c) {
+         c.algorithm_type = "dpmsolver", c.final_sigmas_type = "sigma_min", c.solver_order = 3;
+       }},
+      {"dpm++ 2s sde", SchedulerClass::DPMSolverSinglestep,
+       [](auto& c) { c.algorithm_type = "sde-dpmsolver++"; }},
+      {"unipc 3", SchedulerClass::UniPCMultistep, [](auto& c) { c.solver_order = 3; }},
+      {"unipc bh1", SchedulerClass::UniPCMultistep, [](auto& c) { c.solver_type = "bh1"; }},
+      {"unipc noise form", SchedulerClass::UniPCMultistep,
+       [](auto& c) { c.predict_x0 = false, c.final_sigmas_type = "sigma_min"; }},
+      {"unipc bh1 noise form", SchedulerClass::UniPCMultistep,
+       [](auto& c) {
+         c.predict_x0 = false, c.final_sigmas_type = "sigma_min", c.solver_type = "bh1";
+       }},
+      {"unipc sigma_min", SchedulerClass::UniPCMultistep,
+       [](auto& c) { c.final_sigmas_type = "sigma_min"; }},
+      {"deis 3", SchedulerClass::DEISMultistep, [](auto& c) { c.solver_order = 3; }},
+      {"deis 1", SchedulerClass::DEISMultistep, [](auto& c) { c.solver_order = 1; }},
+      {"pndm prk", SchedulerClass::PNDM, [](auto& c) { c.skip_prk_steps = false; }},
+      {"ddim alpha one", SchedulerClass::DDIM, [](auto& c) { c.set_alpha_to_one = true; }},
+      {"ddpm small log", SchedulerClass::DDPM,
+       [](auto& c) { c.variance_type = "fixed_small_log"; }},
+      {"euler to sigma_min", SchedulerClass::EulerDiscrete,
+       [](auto& c) { c.final_sigmas_type = "sigma_min"; }, true},
+      {"euler zero snr", SchedulerClass::EulerDiscrete,
+       [](auto& c) {
+         c.rescale_betas_zero_snr = true, c.timestep_spacing = TimestepSpacing::Trailing;
+       }},
+      {"lcm 100", SchedulerClass::LCM, [](auto& c) { c.original_inference_steps = 100; }},
+      {"heun linear betas", SchedulerClass::HeunDiscrete,
+       [](auto& c) {
+         c.beta_schedule = BetaSchedule::Linear, c.beta_start = 0.0001, c.beta_end = 0.02;
+       }},
+      {"lms cosine betas", SchedulerClass::LMSDiscrete,
+       [](auto& c) { c.beta_schedule = BetaSchedule::SquaredCosCapV2; }},
+  };
+  const Shape shape{1, 4, 6, 6};
+  int checked = 0;
+  for (const auto& tc : cases) {
+    for (auto prediction : {PredictionType::Epsilon, PredictionType::VPrediction}) {
+      // PNDM extrapolates raw v outputs: inexact for v (see tolerance()).
+      if (tc.cls == SchedulerClass::PNDM && prediction == PredictionType::VPrediction) continue;
+      // Zero terminal SNR leaves no signal at the first step for a noise prediction.
+      if (std::string(tc.what) == "euler zero snr" && prediction == PredictionType::Epsilon)
+        continue;
+      for (int steps : {7, 12}) {
+        SCOPED_TRACE(std::string(tc.what) + " " + to_string(prediction) + " " +
+                     std::to_string(steps));
+        SchedulerConfig cfg = SchedulerConfig::stable_diffusion();
+        cfg.prediction_type = prediction;
+        tc.tweak(cfg);
+        auto s = make_scheduler(tc.cls, cfg);
+        s->set_timesteps(steps);
+        PointDenoiser d(smooth_x0(shape), prediction, *s);
+        TorchCpuGenerator noise(11), gen(12);
+        Tensor out = sample(*s, noise.randn(shape), std::ref(d), &gen);
+        const float final_sigma = s->final_sigma();
+        // Stochastic samplers are exact only when they end with a clean x0 prediction.
+        if (s->stochastic() && final_sigma != 0) continue;
+        // PNDM's Runge-Kutta midpoints are N // steps // 2, floored: inexact for odd spacings.
+        const double tol = tc.cls == SchedulerClass::PNDM ? 1e-4 : 2e-6;
+        EXPECT_REL_NEAR(out, expected_final(d, final_sigma, tc.ve), tol);
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GE(checked, 90);
 }
