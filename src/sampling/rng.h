@@ -22,9 +22,9 @@ class Generator {
 };
 
 // torch.Generator("cpu").manual_seed(seed): mt19937 seeded with the low 32 bits of the seed.
-// n >= 16 values come from torch's vectorized Box-Muller over 24-bit float uniforms (scalar
-// float math here: equal to about 1 ulp); n < 16 from the double path with its cached second
-// value (bit-exact). The cache lives in the generator, as in torch.
+// n >= 16 values come from torch's vectorized Box-Muller over 24-bit float uniforms (within
+// about 1 ulp of torch's SIMD math); n < 16 from the double path with its cached second value
+// (bit-exact). The cache lives in the generator, as in torch.
 class TorchCpuGenerator : public Generator {
  public:
   explicit TorchCpuGenerator(uint64_t seed);

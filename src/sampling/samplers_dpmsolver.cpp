@@ -34,8 +34,9 @@ struct Coefs {
   float cx = 0, c[3] = {0, 0, 0}, cn = 0;
 };
 
-// The coefficients shared by the multistep and singlestep updates: `sigma_ratio` and
-// `alpha_ratio` relate the target to the sample's own noise level; D1/D2 weights per solver.
+// The step's target noise level (alpha_t, sigma_t) and its log-SNR length h. The update
+// functions take sigma_ratio = sigma_t / sigma_s and alpha_ratio = alpha_t / alpha_s, where s is
+// the noise level of the sample being updated.
 struct Ts {
   float alpha_t, sigma_t, h;
 };
