@@ -4,6 +4,7 @@
 #include <vector>
 
 #include <memory>
+#include <ostream>
 #include <nlohmann/json.hpp>
 
 #include "pipeline/model_bundle.h"
@@ -19,6 +20,8 @@ struct ModelForm {
   nlohmann::json reference_json;
   bool quantized() const { return kind == "gguf"; }
 };
+// gtest prints parameters with this (instead of their bytes).
+inline void PrintTo(const ModelForm& f, std::ostream* os) { *os << f.model << " (" << f.kind << ")"; }
 
 // Models are the folders holding reference.json + reference.safetensors. A model that comes
 // only as single files takes its configs from its own diffusers folder or, failing that, from

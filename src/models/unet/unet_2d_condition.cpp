@@ -73,7 +73,7 @@ const UNetConfig& checked(const UNetConfig& c) {
 }  // namespace
 
 UNet2DConditionModel::UNet2DConditionModel(const UNetConfig& c)
-    : conv_in((checked(c), c.in_channels), c.in_channels, c.block_out_channels[0], 3, 1, 1),
+    : conv_in((checked(c), c.in_channels), c.block_out_channels[0], 3, 1, 1),
       time_embedding(c.block_out_channels[0], c.time_embed_dim()),
       mid_block(c),
       conv_norm_out(c.norm_num_groups, c.block_out_channels[0], c.norm_eps),

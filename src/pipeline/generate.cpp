@@ -1,0 +1,211 @@
+#include "pipeline/generate.h"
+
+#include <cmath>
+
+#include "ops/ops.h"
+#include "pipeline/batch_generator.h"
+#include "pipeline/image_tensor.h"
+#include "sampling/samplers.h"
+
+namespace diffuse::pipeline {
+
+namespace {
+
+// b x h w repeated along the batch: [1, ...] -> [n, ...]
+Tensor repeat_batch(const Tensor& t, int64_t n) {
+  if (n == 1) return t;
+  return ops::cat(std::vector<Tensor>(size_t(n), t), 0);
+}
+
+sampling::SamplerOptions sampler_options(const ModelBundle& model, const GenerateRequest& req) {
+  sampling::SamplerOptions o;
+  o.name = req.sampler;
+  if (req.scheduler == "karras") o.scheduler = sampling::NoiseSchedule::Karras;
+  else if (req.scheduler == "trailing") o.scheduler = sampling::NoiseSchedule::Trailing;
+  else o.scheduler = sampling::NoiseSchedule::Default;
+  o.steps = req.steps;
+  o.eta = req.eta;
+  o.strength = req.strength;
+  o.config = model.scheduler_config.is_object()
+                 ? sampling::parse_scheduler_config(model.scheduler_config.dump())
+                 : sampling::SchedulerConfig::stable_diffusion();
+  o.prediction_type = sampling::parse_prediction_type(model.prediction_type);
+  return o;
+}
+
+// A sample of the VAE's posterior, scaled into the UNet's latent space (draws from gen).
+Tensor encode_sample(ModelBundle& model, const Tensor& image, sampling::Generator& gen, int64_t batch) {
+  auto d = model.vae().encode(image);
+  Tensor mean = repeat_batch(d.mean, batch), logvar = repeat_batch(d.logvar, batch);
+  Tensor noise = gen.randn(mean.shape());
+  Tensor stdev = ops::scale(logvar, 0.5f);
+  float* p = stdev.data<float>();
+  for (int64_t i = 0, n = stdev.numel(); i < n; ++i) p[i] = std::exp(p[i]);
+  Tensor z = ops::add(mean, ops::mul(stdev, noise));
+  return ops::scale(z, model.vae_config.scaling_factor);
+}
+
+// The mask at latent size (nearest, as torch's interpolate), [1, 1, h, w].
+Tensor mask_to_latent_size(const Tensor& mask, int64_t h, int64_t w) {
+  const int64_t H = mask.size(2), W = mask.size(3);
+  Tensor m = mask.contiguous();
+  Tensor out = Tensor::empty({1, 1, h, w});
+  const float* src = m.data<float>();
+  float* dst = out.data<float>();
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x)
+      dst[y * w + x] = src[(y * H / h) * W + (x * W / w)];
+  return out;
+}
+
+Tensor binarize(const Tensor& mask) {
+  Tensor m = mask.contiguous().clone();
+  float* p = m.data<float>();
+  for (int64_t i = 0, n = m.numel(); i < n; ++i) p[i] = p[i] >= 0.5f ? 1.0f : 0.0f;
+  return m;
+}
+
+}  // namespace
+
+void validate_request(const ModelBundle& model, const GenerateRequest& req) {
+  const int64_t f = int64_t(1) << (model.vae_config.block_out_channels.size() - 1);
+  DF_CHECK(req.width > 0 && req.height > 0 && req.width % f == 0 && req.height % f == 0,
+           "size ", req.width, "x", req.height, " is not a multiple of ", f);
+  const int64_t lf = int64_t(1) << (model.unet_config.block_out_channels.size() - 1);
+  DF_CHECK((req.width / f) % lf == 0 && (req.height / f) % lf == 0, "size ", req.width, "x",
+           req.height, " must be a multiple of ", f * lf, " for this model");
+  DF_CHECK(req.steps >= 1 && req.steps <= 1000, "steps must be between 1 and 1000, got ", req.steps);
+  DF_CHECK(req.batch_size >= 1 && req.batch_count >= 1, "batch size and count must be at least 1");
+  DF_CHECK(std::isfinite(req.cfg_scale), "cfg scale must be a number");
+  DF_CHECK(req.rng == "cpu" || req.rng == "cuda", "unknown rng '", req.rng, "' (cpu or cuda)");
+  bool known = false;
+  for (auto& s : sampling::sampler_names()) known |= s == req.sampler;
+  if (!known) {
+    std::string all;
+    for (auto& s : sampling::sampler_names()) all += (all.empty() ? "" : ", ") + s;
+    DF_FAIL("unknown sampler '", req.sampler, "' (one of: ", all, ")");
+  }
+  DF_CHECK(req.scheduler == "default" || req.scheduler == "karras" || req.scheduler == "trailing",
+           "unknown scheduler '", req.scheduler, "' (default, karras or trailing)");
+  if (req.init_image.defined()) {
+    DF_CHECK(req.strength > 0.0 && req.strength <= 1.0, "strength must be in (0, 1], got ",
+             req.strength);
+    DF_CHECK(req.init_image.dim() == 4 && req.init_image.size(1) == 3 &&
+                 req.init_image.size(2) == req.height && req.init_image.size(3) == req.width,
+             "the init image is ", req.init_image.size(-1), "x", req.init_image.size(-2),
+             " but the requested size is ", req.width, "x", req.height);
+  }
+  if (req.mask.defined()) {
+    DF_CHECK(req.init_image.defined(), "a mask needs an init image");
+    DF_CHECK(req.mask.dim() == 4 && req.mask.size(2) == req.init_image.size(2) &&
+                 req.mask.size(3) == req.init_image.size(3),
+             "the mask is ", req.mask.size(-1), "x", req.mask.size(-2), " but the image is ",
+             req.init_image.size(-1), "x", req.init_image.size(-2));
+  }
+  DF_CHECK(!model.inpaint || req.mask.defined(), "this is an inpainting model: give an image and a mask");
+  if (req.init_latents.defined()) {
+    const int64_t n = int64_t(req.batch_size) * req.batch_count;
+    const Shape want = {n, model.vae_config.latent_channels, req.height / f, req.width / f};
+    DF_CHECK(req.init_latents.shape() == want, "init latents are ", req.init_latents.desc(),
+             " but this run needs f32", shape_str(want));
+  }
+}
+
+Tensor sample_latents(ModelBundle& model, const GenerateRequest& req, const Tensor& cond,
+                      const Tensor& uncond, const Tensor& init_latents, int64_t first_seed,
+                      const std::function<void(int, const Tensor&)>& on_step) {
+  const int64_t b = req.batch_size;
+  const int64_t f = int64_t(1) << (model.vae_config.block_out_channels.size() - 1);
+  const Shape shape = {b, model.vae_config.latent_channels, req.height / f, req.width / f};
+  BatchGenerator gen(req.rng, first_seed, b);
+  const auto& unet = model.unet();
+  const bool cfg = req.cfg_scale > 1.0f;
+  Tensor context = cfg ? ops::cat({repeat_batch(uncond, b), repeat_batch(cond, b)}, 0)
+                       : repeat_batch(cond, b);
+  const sampling::SamplerOptions opts = sampler_options(model, req);
+
+  // Inpainting inputs, drawn in diffusers' order: image latents (when needed), noise, then the
+  // masked image's latents.
+  Tensor mask_lat, masked_lat, image_latents, noise;
+  const bool inpaint = req.mask.defined();
+  const bool img2img = req.init_image.defined();
+  if (img2img && (!inpaint || !model.inpaint || req.strength < 1.0))
+    image_latents = encode_sample(model, req.init_image, gen, b);
+  noise = init_latents.defined() ? init_latents : gen.randn(shape);
+  if (inpaint) {
+    Tensor m = binarize(req.mask);
+    Tensor keep = ops::add_scalar(ops::scale(m, -1.0f), 1.0f);  // 1 where the image is kept
+    masked_lat = encode_sample(model, ops::mul(req.init_image, keep), gen, b);
+    mask_lat = repeat_batch(mask_to_latent_size(m, shape[2], shape[3]), b);
+  }
+
+  auto denoise = [&](const Tensor& x, float t) {
+    Tensor inp = cfg ? ops::cat({x, x}, 0) : x;
+    if (model.inpaint) {
+      Tensor mk = cfg ? ops::cat({mask_lat, mask_lat}, 0) : mask_lat;
+      Tensor ml = cfg ? ops::cat({masked_lat, masked_lat}, 0) : masked_lat;
+      inp = ops::cat({inp, mk, ml}, 1);
+    }
+    Tensor out = unet.forward(inp, std::vector<float>(size_t(inp.size(0)), t), context);
+    if (!cfg) return out;
+    Tensor un = out.slice(0, 0, b), co = out.slice(0, b, 2 * b);
+    return ops::add(un, ops::scale(ops::sub(co, un), req.cfg_scale));  // uncond + s (cond - uncond)
+  };
+
+  if (inpaint && !model.inpaint) {
+    // Masked img2img with an ordinary model: after each step, the kept region is replaced by
+    // the image latents noised to the next step's level.
+    auto sched = sampling::make_scheduler(opts);
+    sched->set_timesteps(req.steps);
+    auto plan = sampling::img2img_plan(*sched, req.steps, req.strength);
+    sched->set_begin_index(plan.begin_index);
+    const auto& ts = sched->timesteps();
+    Tensor lat = req.strength >= 1.0 ? ops::scale(noise, sched->init_noise_sigma())
+                                     : sched->add_noise(image_latents, noise, plan.begin_index);
+    Tensor keep = ops::add_scalar(ops::scale(mask_lat, -1.0f), 1.0f);
+    for (int i = plan.begin_index; i < int(ts.size()); ++i) {
+      Tensor out = denoise(sched->scale_model_input(lat, i), ts[size_t(i)]);
+      lat = sched->step(out, i, lat, &gen);
+      Tensor proper = i + 1 < int(ts.size()) ? sched->add_noise(image_latents, noise, i + 1) : image_latents;
+      lat = ops::add(ops::mul(keep, proper), ops::mul(mask_lat, lat));
+      if (on_step) on_step(i - plan.begin_index, lat);
+    }
+    return lat;
+  }
+  if (img2img && !(model.inpaint && req.strength >= 1.0)) {
+    return sampling::sample_img2img(opts, image_latents, noise, denoise, &gen, on_step);
+  }
+  return sampling::sample(opts, noise, denoise, &gen, on_step);
+}
+
+GenerateResult generate(ModelBundle& model, const GenerateRequest& req, const ProgressFn& progress) {
+  validate_request(model, req);
+  const int64_t skip = req.clip_skip > 0 ? req.clip_skip : model.default_clip_skip();
+  Tensor cond = model.encode_prompt(req.prompt, skip);
+  Tensor uncond = req.cfg_scale > 1.0f ? model.encode_prompt(req.negative_prompt, skip) : Tensor();
+  GenerateResult res;
+  std::vector<Tensor> all_latents;
+  const float sf = model.vae_config.scaling_factor;
+  for (int batch = 0; batch < req.batch_count; ++batch) {
+    const int64_t first_seed = req.seed + int64_t(batch) * req.batch_size;
+    Tensor init;
+    if (req.init_latents.defined())
+      init = req.init_latents.slice(0, batch * req.batch_size, (batch + 1) * req.batch_size).contiguous();
+    int total = 0;
+    Tensor lat = sample_latents(model, req, cond, uncond, init, first_seed, [&](int step, const Tensor&) {
+      if (total == 0) total = req.steps;
+      if (progress && !progress(batch, step + 1, total)) throw Error("cancelled");
+    });
+    all_latents.push_back(lat);
+    for (int64_t i = 0; i < lat.size(0); ++i) {
+      Tensor img = model.vae().decode(ops::scale(lat.slice(0, i, i + 1), 1.0f / sf));
+      auto imgs = tensor_to_images(img);
+      res.images.push_back(std::move(imgs[0]));
+      res.seeds.push_back(first_seed + i);
+    }
+  }
+  res.latents = ops::cat(all_latents, 0);
+  return res;
+}
+
+}  // namespace diffuse::pipeline

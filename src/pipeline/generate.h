@@ -1,0 +1,63 @@
+// Image generation: txt2img, img2img and inpainting over a ModelBundle, reproducing diffusers'
+// StableDiffusion{,Img2Img,Inpaint}Pipeline step for step (same seed, same latents).
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "io/image.h"
+#include "pipeline/model_bundle.h"
+
+namespace diffuse::pipeline {
+
+struct GenerateRequest {
+  std::string prompt, negative_prompt;
+  int64_t width = 512, height = 512;  // pixels, multiples of 8
+  int steps = 20;
+  float cfg_scale = 7.5f;       // classifier-free guidance; <= 1 runs the prompt alone
+  std::string sampler = "euler_a";
+  std::string scheduler = "default";  // default | karras | trailing
+  int64_t seed = 0;             // image i of the run uses seed + i
+  std::string rng = "cpu";      // cpu: torch's CPU generator (diffusers); cuda: Philox (A1111)
+  int batch_size = 1;           // images per UNet call
+  int batch_count = 1;          // batches, one after another
+  int64_t clip_skip = 0;        // 0 = the family's default
+  float eta = 0.0f;             // DDIM / TCD noise
+
+  // img2img: an image [1, 3, H, W] in [-1, 1] (H, W = height, width) and the strength.
+  Tensor init_image;
+  double strength = 0.75;
+  // Inpainting: [1, 1, H, W] in [0, 1], 1 = repaint. Needs init_image. A 9-channel inpaint
+  // model repaints from noise; an ordinary model does masked img2img.
+  Tensor mask;
+  // Exact reproduction: the initial latents [batch_size * batch_count, C, h, w] (unscaled
+  // noise, as diffusers' `latents=` argument) instead of drawing them.
+  Tensor init_latents;
+};
+
+struct GenerateResult {
+  std::vector<io::Image> images;
+  std::vector<int64_t> seeds;
+  Tensor latents;  // final latents of every image, before the VAE (unscaled: as the UNet sees)
+};
+
+// Called after each sampler step: (images done so far, step within the batch, steps per batch).
+// Return false to cancel: generate() then throws diffuse::Error("cancelled").
+using ProgressFn = std::function<bool(int batch, int step, int total_steps)>;
+
+// Checks a request against a model: sizes, steps, strength, sampler, mask and image shapes;
+// throws one clear Error naming the problem.
+void validate_request(const ModelBundle& model, const GenerateRequest& req);
+
+GenerateResult generate(ModelBundle& model, const GenerateRequest& req,
+                        const ProgressFn& progress = {});
+
+// The lower level, for tests and tools: one batch's final latents, given the conditioning
+// [B, 77, D] (negative may be undefined when cfg_scale <= 1). `on_step` sees each step's
+// latents.
+Tensor sample_latents(ModelBundle& model, const GenerateRequest& req, const Tensor& cond,
+                      const Tensor& uncond, const Tensor& init_latents, int64_t first_seed,
+                      const std::function<void(int, const Tensor&)>& on_step = {});
+
+}  // namespace diffuse::pipeline
