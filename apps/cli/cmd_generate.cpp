@@ -1,0 +1,160 @@
+// diffuse generate: text to image, image to image and inpainting.
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <random>
+
+#include "apps/cli/command.h"
+#include "apps/cli/common.h"
+#include "core/parallel.h"
+#include "core/progress.h"
+#include "io/safetensors.h"
+#include "pipeline/generate.h"
+#include "pipeline/image_tensor.h"
+#include "pipeline/parameters.h"
+
+namespace diffuse::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct GenerateArgs {
+  std::string model, config, output = "output.png";
+  std::string init_image, mask, init_latents, save_latents;
+  pipeline::GenerateRequest req;
+  int64_t width = 0, height = 0;
+  int threads = 0;
+  bool quiet = false;
+};
+
+// out.png -> out-1.png, out-2.png ... when a run makes several images.
+std::string numbered(const std::string& path, size_t i, size_t n) {
+  if (n == 1) return path;
+  fs::path p(path);
+  std::string stem = p.stem().string(), ext = p.extension().string();
+  return (p.parent_path() / (stem + "-" + std::to_string(i + 1) + (ext.empty() ? ".png" : ext))).string();
+}
+
+int run_generate(GenerateArgs& a) {
+  if (a.threads > 0) set_num_threads(a.threads);
+  auto& req = a.req;
+  if (req.rng == "torch") req.rng = "cpu";
+  if (req.seed < 0) req.seed = int64_t(std::random_device{}() & 0x7fffffff);
+  auto model = open_model(a.model, a.config);
+  // Default size: the family's published resolution.
+  const int64_t def = model->family == pipeline::Family::SD2 && model->prediction_type == "v_prediction" ? 768 : 512;
+  req.width = a.width > 0 ? a.width : def;
+  req.height = a.height > 0 ? a.height : def;
+  if (!a.init_image.empty()) {
+    io::Image img = io::load_image(a.init_image, 3);
+    if (a.width <= 0) req.width = img.width;
+    if (a.height <= 0) req.height = img.height;
+    DF_CHECK(img.width == req.width && img.height == req.height, a.init_image, " is ", img.width,
+             "x", img.height, " but the requested size is ", req.width, "x", req.height);
+    req.init_image = pipeline::image_to_tensor(img);
+  }
+  if (!a.mask.empty()) {
+    DF_CHECK(!a.init_image.empty(), "--mask needs an init image (-i)");
+    io::Image m = io::load_image(a.mask);
+    DF_CHECK(m.width == req.width && m.height == req.height, "the mask ", a.mask, " is ", m.width,
+             "x", m.height, " but the image is ", req.width, "x", req.height);
+    req.mask = pipeline::mask_to_tensor(m);
+  }
+  if (!a.init_latents.empty()) {
+    auto t = io::load_safetensors(a.init_latents);
+    DF_CHECK(t.size() == 1, a.init_latents, ": expected one tensor, found ", t.size());
+    req.init_latents = t.begin()->second.to(DType::F32).contiguous();
+  }
+  pipeline::validate_request(*model, req);
+  const int64_t clip_skip = req.clip_skip > 0 ? req.clip_skip : model->default_clip_skip();
+  std::fprintf(stderr, "diffuse: %s, %lldx%lld, %d steps of %s, seed %lld\n",
+               pipeline::family_name(model->family, model->inpaint), (long long)req.width,
+               (long long)req.height, req.steps, req.sampler.c_str(), (long long)req.seed);
+
+  const int per_batch = req.init_image.defined() && !(model->inpaint && req.strength >= 1.0)
+                            ? std::max(1, std::min(req.steps, int(req.steps * req.strength)))
+                            : req.steps;
+  Progress bar("sampling", int64_t(per_batch) * req.batch_count, !a.quiet);
+  auto res = pipeline::generate(*model, req, [&](int batch, int step, int) {
+    bar.update(int64_t(batch) * per_batch + std::min(step, per_batch));
+    return true;
+  });
+  bar.finish();
+
+  pipeline::ImageParameters p;
+  p.prompt = req.prompt;
+  p.negative_prompt = req.negative_prompt;
+  p.steps = req.steps;
+  p.sampler = req.sampler;
+  p.scheduler = req.scheduler;
+  p.cfg_scale = req.cfg_scale;
+  p.width = req.width;
+  p.height = req.height;
+  p.model = fs::path(a.model).filename().replace_extension().string();
+  p.clip_skip = clip_skip;
+  p.rng = req.rng;
+  if (req.init_image.defined()) p.denoising_strength = float(req.strength);
+  for (size_t i = 0; i < res.images.size(); ++i) {
+    p.seed = res.seeds[i];
+    std::string out = numbered(a.output, i, res.images.size());
+    io::save_png(out, res.images[i], {{"parameters", pipeline::format_parameters(p)}});
+    std::printf("%s seed=%lld\n", out.c_str(), (long long)res.seeds[i]);
+  }
+  if (!a.save_latents.empty()) {
+    io::save_safetensors(a.save_latents, {{"latents", res.latents}});
+    std::fprintf(stderr, "wrote %s (%s)\n", a.save_latents.c_str(), res.latents.desc().c_str());
+  }
+  return 0;
+}
+
+Command generate_cmd(
+    "generate", "Generate images from a prompt (txt2img), an image (img2img) or a masked image",
+    [](CLI::App& sub) -> std::function<int()> {
+      auto a = std::make_shared<GenerateArgs>();
+      auto& r = a->req;
+      add_model_options(sub, a->model, a->config, true);
+      sub.add_option("-p,--prompt", r.prompt, "What to draw")->required();
+      sub.add_option("-n,--negative-prompt", r.negative_prompt, "What to avoid");
+      sub.add_option("--steps", r.steps, "Sampling steps")->capture_default_str()->check(CLI::Range(1, 1000));
+      sub.add_option("--cfg-scale", r.cfg_scale, "Classifier-free guidance scale (1 = none)")->capture_default_str();
+      sub.add_option("--sampler", r.sampler,
+                     "pndm, ddim, euler, euler_a, heun, lms, dpm2, dpm2_a, dpmpp_2m, dpmpp_2m_sde, "
+                     "dpmpp_2s, unipc, deis, ddpm, lcm, tcd")
+          ->capture_default_str();
+      sub.add_option("--scheduler", r.scheduler, "Noise schedule: default, karras or trailing")->capture_default_str();
+      sub.add_option("-W,--width", a->width, "Width in pixels, a multiple of 8 (default: 512, 768 for SD2-v)");
+      sub.add_option("-H,--height", a->height, "Height in pixels, a multiple of 8");
+      sub.add_option("-s,--seed", r.seed, "Seed; -1 picks one at random (printed)")->capture_default_str();
+      sub.add_option("--rng", r.rng,
+                     "Noise generator: torch/cpu (torch's CPU generator, as diffusers) or cuda "
+                     "(torch's CUDA generator, as AUTOMATIC1111)")
+          ->capture_default_str();
+      sub.add_option("-b,--batch-size", r.batch_size, "Images per batch")->capture_default_str()->check(CLI::Range(1, 64));
+      sub.add_option("--batch-count", r.batch_count, "Batches, one after another")->capture_default_str()->check(CLI::Range(1, 10000));
+      sub.add_option("--clip-skip", r.clip_skip,
+                     "Use the K-th text encoder block from the end (SD1 default 1, SD2 default 2)")
+          ->check(CLI::Range(1, 48));
+      sub.add_option("-i,--init-image", a->init_image, "img2img: the starting image");
+      sub.add_option("--strength", r.strength, "img2img: how much to change the image, in (0, 1]")->capture_default_str();
+      sub.add_option("--mask", a->mask, "Inpainting: white = repaint, black = keep (same size as -i)");
+      sub.add_option("--eta", r.eta, "DDIM/TCD noise (eta)")->capture_default_str();
+      sub.add_option("--init-latents", a->init_latents,
+                     "A .safetensors with one f32 tensor [B, 4, h, w]: the starting noise");
+      sub.add_option("--save-latents", a->save_latents,
+                     "Write the final latents (tensor 'latents', before the VAE) to this .safetensors");
+      sub.add_option("-o,--output", a->output, "Output PNG; several images get -1, -2 ... suffixes")->capture_default_str();
+      sub.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+      sub.add_flag("-q,--quiet", a->quiet, "No progress bar");
+      sub.footer(
+          "Examples:\n"
+          "  diffuse generate -m v1-5-pruned-emaonly.safetensors -p \"a red fox in snow\" -o fox.png\n"
+          "  diffuse generate -m sd15 -p \"oil painting\" -i photo.png --strength 0.6 -o paint.png\n"
+          "  diffuse generate -m sd15-inpainting.safetensors -p \"a cat\" -i room.png --mask m.png\n"
+          "The PNG carries the parameters in AUTOMATIC1111's format (PNG Info).");
+      r.seed = -1;
+      r.rng = "cpu";
+      return [a]() { return run_generate(*a); };
+    });
+
+}  // namespace
+}  // namespace diffuse::cli
