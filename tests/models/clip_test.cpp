@@ -65,6 +65,18 @@ TEST_P(ClipGolden, ClipSkipOutOfRangeIsAClearError) {
   }
 }
 
+TEST_P(ClipGolden, PadTokenTypedInAPromptIsItsSpecialToken) {
+  auto bundle = test::open_form(GetParam());
+  const int64_t pad = bundle->pad_token_id();
+  if (pad == bundle->tokenizer().eos_id()) GTEST_SKIP() << "pads with the end token";
+  // As transformers does once a tokenizer_config names a pad token: "x!!" -> x, pad, pad.
+  const std::string tok = bundle->tokenizer().id_to_token(pad);
+  auto ids = bundle->token_ids("x" + tok + tok).to_float_vector();
+  EXPECT_EQ(ids[2], float(pad));
+  EXPECT_EQ(ids[3], float(pad));
+  EXPECT_EQ(ids[4], float(bundle->tokenizer().eos_id()));
+}
+
 TEST(ClipGoldenSet, HasModels) {
   if (test::reference_dir().empty() || test::reference_models().empty())
     GTEST_SKIP() << "no reference models in " << test::reference_dir();
