@@ -84,26 +84,26 @@ std::unique_ptr<ModelBundle> ModelBundle::open(const std::string& path, const Bu
 
 const tokenizer::ClipTokenizer& ModelBundle::tokenizer() {
   if (!tokenizer_) {
-    if (!files.tokenizer_vocab.empty() && !files.tokenizer_merges.empty()) {
-      tokenizer_ = std::make_unique<tokenizer::ClipTokenizer>(
-          tokenizer::ClipTokenizer::from_files(files.tokenizer_vocab, files.tokenizer_merges));
+    std::unique_ptr<tokenizer::ClipTokenizer> t;
+    const fs::path dir = fs::path(files.path) / "tokenizer";
+    if (files.layout == io::ModelLayout::DiffusersFolder && fs::is_directory(dir)) {
+      // The folder's vocabulary (or the published one) with its pad token and length.
+      t = std::make_unique<tokenizer::ClipTokenizer>(
+          tokenizer::ClipTokenizer::from_pretrained_dir(dir.string(), options_.data_dir));
     } else {
-      tokenizer_ = std::make_unique<tokenizer::ClipTokenizer>(
+      // Published tokenizers: SD1 pads with the end token, SD2 (OpenCLIP) with "!", which
+      // then also counts as a special token in prompts.
+      t = std::make_unique<tokenizer::ClipTokenizer>(
           tokenizer::ClipTokenizer::load_default(options_.data_dir));
+      t->set_pad_token(family == Family::SD2 ? "!" : "<|endoftext|>",
+                       int(text_config.max_position_embeddings));
     }
+    tokenizer_ = std::move(t);
   }
   return *tokenizer_;
 }
 
-int64_t ModelBundle::pad_token_id() {
-  if (pad_id_ < 0) {
-    std::string pad = files.tokenizer_pad_token;
-    // Published tokenizers: SD1 pads with the end token, SD2 (OpenCLIP) with "!".
-    if (pad.empty()) pad = family == Family::SD2 ? "!" : "<|endoftext|>";
-    pad_id_ = tokenizer().token_to_id(pad);
-  }
-  return pad_id_;
-}
+int64_t ModelBundle::pad_token_id() { return tokenizer().pad_id(); }
 
 const models::ClipTextModel& ModelBundle::text_encoder() {
   if (!text_encoder_) {

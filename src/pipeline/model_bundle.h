@@ -58,7 +58,6 @@ class ModelBundle {
   std::unique_ptr<models::ClipTextModel> text_encoder_;
   std::unique_ptr<models::UNet2DConditionModel> unet_;
   std::unique_ptr<models::AutoencoderKL> vae_;
-  int64_t pad_id_ = -1;
 };
 
 }  // namespace diffuse::pipeline
