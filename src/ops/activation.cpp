@@ -1,6 +1,7 @@
 // Dispatch of the activation functions.
 #include "ops/cpu/kernels.h"
 #include "ops/ops.h"
+#include "ops/profile.h"
 #include "ops/shape_util.h"
 
 namespace diffuse::ops {
@@ -10,6 +11,7 @@ namespace {
 Tensor activation(cpu::Activation act, const char* name, const Tensor& x) {
   check_f32(x, name, "x");
   Tensor out = Tensor::empty(x.shape());
+  ProfileScope prof(name);
   cpu::activation(act, x, out);
   return out;
 }

@@ -1,6 +1,7 @@
 // Dispatch of 2-D convolution and nearest-neighbour upsampling.
 #include "ops/cpu/kernels.h"
 #include "ops/ops.h"
+#include "ops/profile.h"
 #include "ops/shape_util.h"
 
 namespace diffuse::ops {
@@ -8,7 +9,7 @@ namespace diffuse::ops {
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride, int64_t pad_top,
               int64_t pad_bottom, int64_t pad_left, int64_t pad_right) {
   check_f32(x, "conv2d", "x");
-  check_f32(w, "conv2d", "weight");
+  check_weight(w, "conv2d");
   DF_CHECK(x.dim() == 4, "conv2d: input must be [B, Cin, H, W], got ", x.desc());
   DF_CHECK(w.dim() == 4, "conv2d: weight must be [Cout, Cin, kh, kw], got ", w.desc());
   DF_CHECK(x.shape()[1] == w.shape()[1], "conv2d: input ", x.desc(), " has ", x.shape()[1],
@@ -31,6 +32,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride,
   const Shape out_shape{x.shape()[0], cout, (hp - kh) / stride + 1, (wp - kw) / stride + 1};
   if (shape_numel(out_shape) == 0) return Tensor::empty(out_shape);
   Tensor out = Tensor::empty(out_shape);
+  ProfileScope prof(profiling() ? str("conv2d ", kh, "x", kw) : std::string(),
+                    2.0 * double(shape_numel(out_shape)) * double(w.numel() / cout));
   cpu::Conv2dParams p;
   p.stride = stride;
   p.pad_top = pad_top;
@@ -51,6 +54,7 @@ Tensor upsample_nearest2x(const Tensor& x) {
   DF_CHECK(x.dim() == 4, "upsample_nearest2x: input must be [B, C, H, W], got ", x.desc());
   const Shape& s = x.shape();
   Tensor out = Tensor::empty({s[0], s[1], 2 * s[2], 2 * s[3]});  // b c h w -> b c 2h 2w
+  ProfileScope prof("upsample_nearest2x");
   cpu::upsample_nearest2x(x, out);
   return out;
 }

@@ -1,15 +1,17 @@
 // Dispatch of the binary and scalar elementwise ops.
 #include "ops/cpu/kernels.h"
 #include "ops/ops.h"
+#include "ops/profile.h"
 #include "ops/shape_util.h"
 
 namespace diffuse::ops {
 
 namespace {
 
-Tensor binary(cpu::BinaryOp op, const char* name, const Tensor& a, const Tensor& b) {
-  check_f32(a, name, "a");
-  check_f32(b, name, "b");
+// Operands may be f16/bf16 (e.g. an embedding table held in 16 bits): they are widened.
+Tensor binary(cpu::BinaryOp op, const char* name, const Tensor& a_, const Tensor& b_) {
+  const Tensor a = as_f32(a_, name, "a"), b = as_f32(b_, name, "b");
+  ProfileScope prof(name);
   Tensor out = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), name));
   cpu::binary(op, a, b, out);
   return out;

@@ -6,7 +6,7 @@
 namespace diffuse::ops {
 
 Tensor embedding(const Tensor& weight, const Tensor& ids) {
-  check_f32(weight, "embedding", "weight");
+  check_weight(weight, "embedding");
   DF_CHECK(weight.dim() == 2, "embedding: weight must be [V, D], got ", weight.desc());
   DF_CHECK(ids.defined(), "embedding: ids is undefined");
   DF_CHECK(ids.dtype() == DType::I64 || ids.dtype() == DType::I32,

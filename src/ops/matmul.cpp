@@ -2,6 +2,7 @@
 // preparation oneDNN needs (each matrix with a unit stride in one of its two last dims).
 #include "ops/cpu/kernels.h"
 #include "ops/ops.h"
+#include "ops/profile.h"
 #include "ops/shape_util.h"
 
 namespace diffuse::ops {
@@ -38,6 +39,7 @@ Tensor run_matmul(const char* op, const Tensor& a, const Tensor& b, const Tensor
     Tensor z = Tensor::zeros(out_shape);
     return bias.defined() ? add(z, bias) : z;
   }
+  ProfileScope prof(op, 2.0 * double(out.numel()) * double(k));
   const int64_t nd = int64_t(out_shape.size());
   Tensor a2 = matrix_operand(a), b2 = matrix_operand(b);
   bool b_batched = false;
@@ -58,7 +60,7 @@ Tensor run_matmul(const char* op, const Tensor& a, const Tensor& b, const Tensor
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   check_f32(x, "linear", "x");
-  check_f32(w, "linear", "weight");
+  check_weight(w, "linear");
   DF_CHECK(w.dim() == 2, "linear: weight must be [out, in], got ", w.desc());
   DF_CHECK(x.dim() >= 1 && x.shape().back() == w.shape()[1], "linear: input ", x.desc(),
            " does not match weight ", w.desc(), " (expected last dim ", w.shape()[1], ")");
@@ -70,7 +72,20 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     bias = b.contiguous();
   }
   Shape out_shape = x.shape();
-  out_shape.back() = w.shape()[0];                // [..., in] -> [..., out]
+  out_shape.back() = w.shape()[0];  // [..., in] -> [..., out]
+  if (w.dtype() != DType::F32) {    // inference weights: bf16 products
+    const int64_t k = w.shape()[1];
+    Tensor x2 = x.contiguous().view({-1, k});  // [..., in] -> [(...), in]
+    Tensor out = Tensor::empty({x2.shape()[0], w.shape()[0]});
+    if (out.numel() == 0) return out.view(out_shape);
+    if (k == 0)
+      return run_matmul("linear", x2, w.to(DType::F32).transpose(0, 1), bias, out.shape())
+          .view(out_shape);
+    ProfileScope prof("linear", 2.0 * double(out.numel()) * double(k));
+    auto st = cpu::linear_lowp(x2, w.contiguous(), bias, out);
+    DF_CHECK(st.empty(), "linear: ", st);
+    return out.view(out_shape);
+  }
   Tensor x2 = x.dim() == 1 ? x.unsqueeze(0) : x;  // [in] -> [1, in]
   Shape out2 = x2.shape();
   out2.back() = w.shape()[0];

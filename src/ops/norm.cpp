@@ -1,6 +1,7 @@
 // Dispatch of layer norm, group norm (optionally fused with SiLU) and softmax.
 #include "ops/cpu/kernels.h"
 #include "ops/ops.h"
+#include "ops/profile.h"
 #include "ops/shape_util.h"
 
 namespace diffuse::ops {
@@ -25,6 +26,7 @@ Tensor group_norm_impl(const char* op, const Tensor& x, int64_t groups, const Te
            " cannot be split into ", groups, " groups");
   Tensor w = channel_param(weight, c, op, "weight", x);
   Tensor b = channel_param(bias, c, op, "bias", x);
+  ProfileScope prof(op);
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape());
   cpu::group_norm(xc, groups, w, b, eps, silu, out);
@@ -39,6 +41,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
   const int64_t d = x.shape().back();
   Tensor w = channel_param(weight, d, "layer_norm", "weight", x);
   Tensor b = channel_param(bias, d, "layer_norm", "bias", x);
+  ProfileScope prof("layer_norm");
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape());
   cpu::layer_norm(xc, w, b, eps, out);
@@ -57,6 +60,7 @@ Tensor group_norm_silu(const Tensor& x, int64_t groups, const Tensor& weight, co
 
 Tensor softmax(const Tensor& x) {
   check_f32(x, "softmax", "x");
+  ProfileScope prof("softmax");
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape());
   cpu::softmax(xc, out);

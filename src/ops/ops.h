@@ -6,18 +6,29 @@
 
 namespace diffuse::ops {
 
+// ---- precision ----
+// Weights of linear, conv2d and embedding may be f32 (exact f32 products) or f16/bf16 (inference
+// weights: products in bf16 with f32 accumulation, weights packed once into the kernels' layout
+// and cached, so such weights must not change after their first use). Activations are f32.
+// True when the CPU has native bf16 dot products (AVX512_BF16), where bf16 is the fast path.
+bool cpu_has_native_bf16();
+// Hands the whole memory pages inside `t` back to the OS (MADV_PAGEOUT, a hint: no data is
+// lost; pages of a memory-mapped file are re-read if touched again). For weights that were
+// converted or packed and whose source is no longer read.
+void release_pages(const Tensor& t);
+
 // ---- elementwise (f32) ----
 // Binary ops broadcast numpy-style: shapes are right-aligned, size-1 dims stretch.
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
-Tensor scale(const Tensor& x, float s);          // x * s
-Tensor add_scalar(const Tensor& x, float s);     // x + s
+Tensor scale(const Tensor& x, float s);                            // x * s
+Tensor add_scalar(const Tensor& x, float s);                       // x + s
 Tensor axpby(const Tensor& x, float a, const Tensor& y, float b);  // a*x + b*y, same shape
-Tensor gelu(const Tensor& x);        // exact (erf) GELU
-Tensor gelu_tanh(const Tensor& x);   // tanh approximation
-Tensor quick_gelu(const Tensor& x);  // x * sigmoid(1.702 x)
+Tensor gelu(const Tensor& x);                                      // exact (erf) GELU
+Tensor gelu_tanh(const Tensor& x);                                 // tanh approximation
+Tensor quick_gelu(const Tensor& x);                                // x * sigmoid(1.702 x)
 Tensor silu(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 

@@ -1,6 +1,7 @@
 // Dispatch of the shape ops (cat).
 #include "ops/cpu/kernels.h"
 #include "ops/ops.h"
+#include "ops/profile.h"
 #include "ops/shape_util.h"
 
 namespace diffuse::ops {
@@ -30,6 +31,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
     parts.push_back(t.contiguous());
   }
   Tensor out = Tensor::empty(out_shape, first.dtype());
+  ProfileScope prof("cat");
   cpu::cat(parts, dim, out);
   return out;
 }

@@ -22,4 +22,17 @@ void check_f32(const Tensor& t, const char* op, const char* arg) {
   DF_CHECK(t.dtype() == DType::F32, op, ": ", arg, " must be f32, got ", t.desc());
 }
 
+void check_weight(const Tensor& t, const char* op) {
+  DF_CHECK(t.defined(), op, ": weight is undefined");
+  DF_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16, op,
+           ": weight must be f32, f16 or bf16, got ", t.desc());
+}
+
+Tensor as_f32(const Tensor& t, const char* op, const char* arg) {
+  DF_CHECK(t.defined(), op, ": ", arg, " is undefined");
+  if (t.dtype() == DType::F16 || t.dtype() == DType::BF16) return t.to(DType::F32);
+  check_f32(t, op, arg);
+  return t;
+}
+
 }  // namespace diffuse::ops

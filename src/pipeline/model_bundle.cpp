@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "io/mmap_file.h"
+#include "ops/ops.h"
 
 namespace diffuse::pipeline {
 
@@ -31,11 +32,55 @@ int64_t unet_in_channels(const io::ModelFiles& f) {
   return it->second.size(1);
 }
 
+// Loads `m` strictly from `w`. bf16: matrices (dim >= 2: linear, convolution and embedding
+// weights) keep their stored 16-bit dtype without a copy, or are converted to bf16 once;
+// vectors (biases, norm weights) are f32.
+void load_module(nn::Module& m, const io::TensorMap& w, const std::string& what, Precision p) {
+  if (p != Precision::Bf16) {
+    m.load_state_dict(w, what);
+    for (auto& [name, t] : w)  // the converted sources are not read again
+      if (t.dtype() != DType::F32) ops::release_pages(t);
+    return;
+  }
+  bool all_f16 = true;
+  for (auto& [name, t] : w) all_f16 &= t.dim() < 2 || t.dtype() == DType::F16;
+  const DType low = all_f16 ? DType::F16 : DType::BF16;
+  io::TensorMap lw;
+  for (auto& [name, t] : w) lw.emplace(name, t.dim() >= 2 || t.dtype() == low ? t : t.to(low));
+  m.load_state_dict(lw, what, low);  // strict check; matrices already in `low` are not copied
+  for (auto& p : m.named_parameters())
+    if (p.tensor->dim() < 2) *p.tensor = w.at(p.name).to(DType::F32);
+  for (auto& [name, t] : w)
+    if (t.dim() < 2 || t.dtype() != low) ops::release_pages(t);
+}
+
 }  // namespace
+
+Precision parse_precision(const std::string& s) {
+  if (s == "auto") return Precision::Auto;
+  if (s == "fp32" || s == "f32") return Precision::Fp32;
+  if (s == "bf16") return Precision::Bf16;
+  DF_FAIL("unknown precision '", s, "' (expected auto, fp32 or bf16)");
+}
+
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::Auto: return "auto";
+    case Precision::Fp32: return "fp32";
+    case Precision::Bf16: return "bf16";
+  }
+  return "?";
+}
+
+Precision resolve_precision(Precision p) {
+  if (p != Precision::Auto) return p;
+  return ops::cpu_has_native_bf16() ? Precision::Bf16 : Precision::Fp32;
+}
 
 std::unique_ptr<ModelBundle> ModelBundle::open(const std::string& path, const BundleOptions& opt) {
   auto b = std::make_unique<ModelBundle>();
   b->options_ = opt;
+  b->precision_ = resolve_precision(opt.precision);
   b->files = io::open_model(path);
   const io::ModelFiles& f = b->files;
   b->inpaint = unet_in_channels(f) == 9;
@@ -108,7 +153,7 @@ int64_t ModelBundle::pad_token_id() { return tokenizer().pad_id(); }
 const models::ClipTextModel& ModelBundle::text_encoder() {
   if (!text_encoder_) {
     auto m = std::make_unique<models::ClipTextModel>(text_config);
-    m->load_state_dict(files.text_encoder, "text encoder of " + files.path);
+    load_module(*m, files.text_encoder, "text encoder of " + files.path, precision_);
     text_encoder_ = std::move(m);
   }
   return *text_encoder_;
@@ -117,7 +162,7 @@ const models::ClipTextModel& ModelBundle::text_encoder() {
 const models::UNet2DConditionModel& ModelBundle::unet() {
   if (!unet_) {
     auto m = std::make_unique<models::UNet2DConditionModel>(unet_config);
-    m->load_state_dict(files.unet, "UNet of " + files.path);
+    load_module(*m, files.unet, "UNet of " + files.path, precision_);
     unet_ = std::move(m);
   }
   return *unet_;
@@ -126,7 +171,7 @@ const models::UNet2DConditionModel& ModelBundle::unet() {
 const models::AutoencoderKL& ModelBundle::vae() {
   if (!vae_) {
     auto m = std::make_unique<models::AutoencoderKL>(vae_config);
-    m->load_state_dict(files.vae, "VAE of " + files.path);
+    load_module(*m, files.vae, "VAE of " + files.path, precision_);
     vae_ = std::move(m);
   }
   return *vae_;

@@ -16,12 +16,24 @@ namespace diffuse::pipeline {
 enum class Family { SD1, SD2 };
 const char* family_name(Family f, bool inpaint);
 
+// Compute precision of the models. fp32 is exact (the reference). bf16 keeps the weights of the
+// linear, convolution and embedding layers in 16 bits (as stored when the file holds f16/bf16,
+// memory-mapped, else converted once at load) and runs those products in bf16 with f32
+// accumulation; activations, norms and biases stay f32. auto picks bf16 where the CPU has native
+// bf16 instructions (AVX512_BF16), else fp32.
+enum class Precision { Auto, Fp32, Bf16 };
+Precision parse_precision(const std::string& s);  // "auto", "fp32" or "bf16"
+const char* precision_name(Precision p);
+Precision resolve_precision(Precision p);  // Auto -> Fp32 or Bf16 on this CPU
+
 struct BundleOptions {
   // A diffusers folder whose config.json files describe this model (what a single file does
   // not store, such as head counts), as diffusers' from_single_file(config=...).
   std::string config_dir;
   // Where the fetched registry data lives (CLIP's BPE merges for single files).
   std::string data_dir;
+  // The models' compute precision (fp32 by default: exact).
+  Precision precision = Precision::Fp32;
 };
 
 class ModelBundle {
@@ -46,6 +58,9 @@ class ModelBundle {
   const models::UNet2DConditionModel& unet();
   const models::AutoencoderKL& vae();
 
+  // The resolved compute precision (Fp32 or Bf16).
+  Precision precision() const { return precision_; }
+
   // Published default clip skip (SD1: 1, SD2: 2, counted as A1111 does).
   int64_t default_clip_skip() const { return family == Family::SD2 ? 2 : 1; }
   // Token ids [1, 77] (padded with the model's pad token) and their encoding [1, 77, D].
@@ -54,6 +69,7 @@ class ModelBundle {
 
  private:
   BundleOptions options_;
+  Precision precision_ = Precision::Fp32;
   std::unique_ptr<tokenizer::ClipTokenizer> tokenizer_;
   std::unique_ptr<models::ClipTextModel> text_encoder_;
   std::unique_ptr<models::UNet2DConditionModel> unet_;

@@ -167,7 +167,20 @@ TEST(OpsElementwise, Errors) {
   EXPECT_THROW(ops::axpby(a, 1.f, c, 1.f), Error);
   EXPECT_THROW(ops::add(a, Tensor()), Error);
   EXPECT_THROW(ops::gelu(Tensor::from_i64({1, 2}, {2})), Error);
-  EXPECT_THROW(ops::add(a, a.to(DType::BF16)), Error);
+  EXPECT_THROW(ops::add(a, Tensor::from_i64({1, 2, 3, 4}, {4})), Error);
+}
+
+// 16-bit operands (e.g. an embedding table held in f16) are widened to f32.
+TEST(OpsElementwise, WidensHalfOperands) {
+  Tensor a = randn({3, 4}, 1), b = randn({4}, 2);
+  for (DType t : {DType::F16, DType::BF16}) {
+    Tensor bh = b.to(t);
+    Tensor got = ops::add(a, bh);
+    Tensor want = ops::add(a, bh.to(DType::F32));
+    EXPECT_EQ(got.dtype(), DType::F32);
+    EXPECT_EQ(got.to_float_vector(), want.to_float_vector());
+    EXPECT_EQ(ops::mul(bh, a).to_float_vector(), ops::mul(bh.to(DType::F32), a).to_float_vector());
+  }
 }
 
 TEST(OpsElementwise, EmptyTensors) {

@@ -1,8 +1,11 @@
-// 2-D convolution through oneDNN. oneDNN picks its preferred (blocked) layouts with
-// format_tag::any; plain NCHW/OIHW tensors are reordered in and out around the primitive.
-// Primitives and reorders are cached per shape.
+// 2-D convolution through oneDNN. oneDNN picks its preferred layouts with format_tag::any;
+// plain NCHW/OIHW tensors are reordered in and out around the primitive. Primitives and
+// reorders are cached per shape. With f16/bf16 weights the primitive runs in bf16 (input
+// converted by its reorder, output f32) and the weights come packed from the weight cache.
 #include "ops/cpu/dnnl_util.h"
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/weight_cache.h"
+#include "ops/profile.h"
 
 namespace diffuse::ops::cpu {
 
@@ -21,7 +24,7 @@ struct Reorder {
 struct ConvEntry {
   dnnl::convolution_forward prim;
   memory::desc src, weights, bias, dst, scratch;  // the primitive's layouts
-  memory::desc user_src, user_weights, user_dst;  // plain NCHW / OIHW
+  memory::desc user_src, user_weights, user_dst;  // plain NCHW / OIHW (f32)
   Reorder src_in, weights_in, dst_out;
 };
 
@@ -41,17 +44,18 @@ PrimitiveCache<ConvEntry>& conv_cache() {
 }
 
 ConvEntry make_entry(const Tensor& x, const Tensor& w, bool has_bias, const Conv2dParams& p,
-                     const Shape& out_shape) {
+                     const Shape& out_shape, bool lowp) {
   const memory::dims src_dims(x.shape().begin(), x.shape().end());
   const memory::dims wei_dims(w.shape().begin(), w.shape().end());
   const memory::dims dst_dims(out_shape.begin(), out_shape.end());
   const auto f32 = memory::data_type::f32;
+  const auto cdt = lowp ? memory::data_type::bf16 : f32;  // the products' input type
   ConvEntry e;
   e.user_src = memory::desc(src_dims, f32, tag::nchw);
   e.user_weights = memory::desc(wei_dims, f32, tag::oihw);
   e.user_dst = memory::desc(dst_dims, f32, tag::nchw);
-  const memory::desc src_any(src_dims, f32, tag::any);
-  const memory::desc wei_any(wei_dims, f32, tag::any);
+  const memory::desc src_any(src_dims, cdt, tag::any);
+  const memory::desc wei_any(wei_dims, cdt, tag::any);
   const memory::desc dst_any(dst_dims, f32, tag::any);
   const memory::dims strides{p.stride, p.stride};
   const memory::dims pad_l{p.pad_top, p.pad_left}, pad_r{p.pad_bottom, p.pad_right};
@@ -71,15 +75,17 @@ ConvEntry make_entry(const Tensor& x, const Tensor& w, bool has_bias, const Conv
   e.dst = pd.dst_desc();
   e.scratch = pd.scratchpad_desc();
   e.src_in = make_reorder(e.user_src, e.src);
-  e.weights_in = make_reorder(e.user_weights, e.weights);
+  if (!lowp) e.weights_in = make_reorder(e.user_weights, e.weights);
   e.dst_out = make_reorder(e.dst, e.user_dst);
   return e;
 }
 
 // Returns memory in the primitive's layout `md`: `user` itself, or a reordered copy held in
 // `hold`.
-memory reorder_in(const Reorder& r, const memory& user, const memory::desc& md, DnnlBuffer& hold) {
+memory reorder_in(const Reorder& r, const memory& user, const memory::desc& md, DnnlBuffer& hold,
+                  const char* label) {
   if (!r.needed) return user;
+  ProfileScope prof(label);
   hold = dnnl_buffer(md);
   dnnl_execute(r.prim, r.scratch, {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, hold.mem}});
   return hold.mem;
@@ -90,17 +96,20 @@ memory reorder_in(const Reorder& r, const memory& user, const memory::desc& md, 
 Status conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
               Tensor& out) {
   try {
+    const bool lowp = w.dtype() != DType::F32;
     DnnlKey key(x.shape().begin(), x.shape().end());
     key.insert(key.end(), w.shape().begin(), w.shape().end());
     key.insert(key.end(), {p.stride, p.pad_top, p.pad_bottom, p.pad_left, p.pad_right,
-                           bias.defined() ? 1 : 0});
-    const ConvEntry e =
-        conv_cache().get(key, [&] { return make_entry(x, w, bias.defined(), p, out.shape()); });
+                           bias.defined() ? 1 : 0, lowp ? 1 : 0});
+    const ConvEntry e = conv_cache().get(
+        key, [&] { return make_entry(x, w, bias.defined(), p, out.shape(), lowp); });
 
     DnnlBuffer src_hold, wei_hold, dst_hold;
-    memory src = reorder_in(e.src_in, dnnl_wrap(e.user_src, x.raw_data()), e.src, src_hold);
-    memory wei =
-        reorder_in(e.weights_in, dnnl_wrap(e.user_weights, w.raw_data()), e.weights, wei_hold);
+    memory src = reorder_in(e.src_in, dnnl_wrap(e.user_src, x.raw_data()), e.src, src_hold,
+                            "conv2d.reorder_src");
+    memory wei = lowp ? packed_weights(w, e.user_weights, e.weights, wei_hold)
+                      : reorder_in(e.weights_in, dnnl_wrap(e.user_weights, w.raw_data()), e.weights,
+                                   wei_hold, "conv2d.reorder_wei");
     memory user_dst = dnnl_wrap(e.user_dst, out.raw_data());
     memory dst = user_dst;
     if (e.dst_out.needed) {
@@ -110,10 +119,15 @@ Status conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
     std::unordered_map<int, memory> args{
         {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
     if (bias.defined()) args[DNNL_ARG_BIAS] = dnnl_wrap(e.bias, bias.raw_data());
-    dnnl_execute(e.prim, e.scratch, std::move(args));
-    if (e.dst_out.needed)
+    {
+      ProfileScope prof("conv2d.exec");
+      dnnl_execute(e.prim, e.scratch, std::move(args));
+    }
+    if (e.dst_out.needed) {
+      ProfileScope prof("conv2d.reorder_out");
       dnnl_execute(e.dst_out.prim, e.dst_out.scratch,
                    {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, user_dst}});
+    }
   } catch (const dnnl::error& err) {
     return str("oneDNN conv2d failed (", err.what(), ") for x ", x.desc(), ", w ", w.desc());
   }

@@ -27,10 +27,19 @@ void activation(Activation act, const Tensor& x, Tensor& out);
 // weight [V, D] f32, ids i64 or i32 (all in range), out [numel(ids), D].
 void embedding(const Tensor& weight, const Tensor& ids, Tensor& out);
 
+// ---- conversions (cpu/convert.cpp) ----
+// f32 -> bf16 bits, rounding to nearest even.
+void f32_to_bf16(const float* src, uint16_t* dst, int64_t n);
+// f16 or bf16 bits (`t`) -> f32.
+void half_to_f32(DType t, const uint16_t* src, float* dst, int64_t n);
+
 // ---- matrix products (cpu/matmul.cpp, oneDNN) ----
 // a [..., M, K], b [..., K, N] with the same number of dims (batch dims equal or 1), each with a
 // unit stride in one of its two last dims; bias [N] contiguous or undefined; out [..., M, N].
 Status matmul(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out);
+// out [M, N] = x [M, K] @ w^T + bias, with x f32 contiguous, w [N, K] f16/bf16 contiguous
+// (packed once as bf16, cached), bias [N] f32 or undefined; bf16 products, f32 accumulation.
+Status linear_lowp(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out);
 // Row-major single-precision GEMM (dnnl_sgemm): C = alpha * op(A) op(B) + beta * C.
 Status sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
@@ -56,6 +65,7 @@ struct Conv2dParams {
   int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
 };
 // x contiguous [B, Cin, H, W], w contiguous [Cout, Cin, kh, kw], bias [Cout] or undefined.
+// w f32: f32 convolution; w f16/bf16: bf16 convolution (weights packed once and cached).
 Status conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
               Tensor& out);
 

@@ -2,6 +2,8 @@
 // linear/matmul, and dnnl_sgemm for the small blocked products inside attention.
 #include "ops/cpu/dnnl_util.h"
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/weight_cache.h"
+#include "ops/profile.h"
 
 namespace diffuse::ops::cpu {
 
@@ -65,6 +67,49 @@ Status matmul(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out)
     dnnl_execute(e.prim, e.scratch, std::move(args));
   } catch (const dnnl::error& err) {
     return str("oneDNN matmul failed (", err.what(), ") for ", a.desc(), " x ", b.desc());
+  }
+  return {};
+}
+
+Status linear_lowp(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out) {
+  using dnnl::memory;
+  using tag = memory::format_tag;
+  const int64_t m = x.shape()[0], k = x.shape()[1], n = w.shape()[0];
+  try {
+    const memory::desc src({m, k}, memory::data_type::bf16, tag::ab);
+    const memory::desc dst({m, n}, memory::data_type::f32, tag::ab);
+    DnnlKey key{-1, m, k, n, bias.defined() ? 1 : 0};
+    MatmulEntry e = matmul_cache().get(key, [&] {
+      MatmulEntry r;
+      const memory::desc wei_any({k, n}, memory::data_type::bf16, tag::any);
+      const memory::desc bmd({1, n}, memory::data_type::f32, tag::ab);
+      dnnl::matmul::desc d = bias.defined() ? dnnl::matmul::desc(src, wei_any, bmd, dst)
+                                            : dnnl::matmul::desc(src, wei_any, dst);
+      dnnl::matmul::primitive_desc pd(d, dnnl_attr(), dnnl_engine());
+      r.prim = dnnl::matmul(pd);
+      r.src = src;
+      r.weights = pd.weights_desc();
+      r.bias = bmd;
+      r.dst = dst;
+      r.scratch = pd.scratchpad_desc();
+      return r;
+    });
+    Tensor xb = Tensor::empty({m, k}, DType::BF16);
+    {
+      ProfileScope prof("linear.convert");
+      f32_to_bf16(x.data<float>(), static_cast<uint16_t*>(xb.raw_data()), m * k);
+    }
+    // w [N, K] row-major seen as [K, N] with strides {1, K}
+    const memory::desc plain({k, n}, memory::data_type::f32, memory::dims{1, k});
+    DnnlBuffer wei_hold;
+    memory wei = packed_weights(w, plain, e.weights, wei_hold);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, dnnl_wrap(e.src, xb.raw_data())},
+                                         {DNNL_ARG_WEIGHTS, wei},
+                                         {DNNL_ARG_DST, dnnl_wrap(e.dst, out.raw_data())}};
+    if (bias.defined()) args[DNNL_ARG_BIAS] = dnnl_wrap(e.bias, bias.raw_data());
+    dnnl_execute(e.prim, e.scratch, std::move(args));
+  } catch (const dnnl::error& err) {
+    return str("oneDNN bf16 linear failed (", err.what(), ") for ", x.desc(), " x ", w.desc());
   }
   return {};
 }

@@ -1,0 +1,132 @@
+#include "ops/cpu/weight_cache.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "ops/cpu/kernels.h"
+#include "ops/ops.h"
+#include "ops/profile.h"
+
+namespace diffuse::ops::cpu {
+
+namespace {
+
+struct Entry {
+  std::weak_ptr<Storage> owner;
+  dnnl::memory::desc md;
+  DnnlBuffer packed;
+};
+
+struct Cache {
+  std::mutex mu;
+  std::map<std::vector<int64_t>, Entry> entries;
+  size_t bytes = 0;
+};
+
+Cache& cache() {
+  static Cache* c = new Cache();  // never destroyed: tensors may be freed during exit
+  return *c;
+}
+
+std::vector<int64_t> key_of(const Tensor& w) {
+  std::vector<int64_t> k{int64_t(reinterpret_cast<uintptr_t>(w.raw_data())), int64_t(w.dtype())};
+  k.insert(k.end(), w.shape().begin(), w.shape().end());
+  k.insert(k.end(), w.strides().begin(), w.strides().end());
+  return k;
+}
+
+DnnlBuffer pack(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& md) {
+  ProfileScope prof("pack_weights");
+  Tensor w32 = Tensor::empty({w.numel()});
+  if (w.dtype() == DType::F32) {
+    w32.copy_from(w.contiguous().view({w.numel()}));
+  } else {
+    half_to_f32(w.dtype(), static_cast<const uint16_t*>(w.raw_data()), w32.data<float>(),
+                w.numel());
+  }
+  DnnlBuffer out = dnnl_buffer(md);
+  dnnl::reorder::primitive_desc pd(dnnl_engine(), plain, dnnl_engine(), md, dnnl_attr());
+  dnnl_execute(dnnl::reorder(pd), pd.scratchpad_desc(),
+               {{DNNL_ARG_FROM, dnnl_wrap(plain, w32.raw_data())}, {DNNL_ARG_TO, out.mem}});
+  if (w.dtype() != DType::F32) release_pages(w);
+  return out;
+}
+
+}  // namespace
+
+dnnl::memory packed_weights(const Tensor& w, const dnnl::memory::desc& plain,
+                            const dnnl::memory::desc& md, DnnlBuffer& hold) {
+  Cache& c = cache();
+  const std::vector<int64_t> key = key_of(w);
+  Entry found;
+  bool have = false;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.entries.find(key);
+    if (it != c.entries.end() && it->second.owner.lock() == w.storage()) {
+      found = it->second;
+      have = true;
+    }
+  }
+  if (!have) {
+    Entry e;
+    e.owner = w.storage();
+    e.md = md;
+    e.packed = pack(w, plain, md);
+    std::lock_guard<std::mutex> lock(c.mu);
+    for (auto it = c.entries.begin(); it != c.entries.end();) {  // drop freed weights
+      if (it->second.owner.expired() || it->first == key) {
+        c.bytes -= it->second.md.get_size();
+        it = c.entries.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    c.entries[key] = e;
+    c.bytes += md.get_size();
+    found = e;
+  }
+  if (found.md == md) return found.packed.mem;
+  // Another primitive wants another layout: reorder from the packed copy (no second cache).
+  hold = dnnl_buffer(md);
+  dnnl::reorder::primitive_desc pd(dnnl_engine(), found.md, dnnl_engine(), md, dnnl_attr());
+  dnnl_execute(dnnl::reorder(pd), pd.scratchpad_desc(),
+               {{DNNL_ARG_FROM, found.packed.mem}, {DNNL_ARG_TO, hold.mem}});
+  return hold.mem;
+}
+
+size_t packed_weights_bytes() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  return c.bytes;
+}
+
+void clear_packed_weights() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.entries.clear();
+  c.bytes = 0;
+}
+
+}  // namespace diffuse::ops::cpu
+
+namespace diffuse::ops {
+
+void release_pages(const Tensor& t) {
+#ifdef MADV_PAGEOUT
+  if (!t.defined() || !t.is_contiguous()) return;
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t p = uintptr_t(t.raw_data());
+  const uintptr_t b = (p + page - 1) / page * page;
+  const uintptr_t e = (p + t.nbytes()) / page * page;
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_PAGEOUT);
+#else
+  (void)t;
+#endif
+}
+
+}  // namespace diffuse::ops
