@@ -37,9 +37,13 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
   DF_CHECK(qs[3] > 0, "attention: head dim is 0 (q ", q.desc(), ")");
   Tensor out = Tensor::empty({qs[0], qs[1], qs[2], vs[3]});  // [B, H, Lq, Dv]
   if (out.numel() == 0) return out;
-  ProfileScope prof("attention",
+  ProfileScope prof(compute_precision() == ComputePrecision::BF16 ? "attention bf16" : "attention",
                     2.0 * double(qs[0] * qs[1] * qs[2]) * double(ks[2]) * double(qs[3] + vs[3]));
-  auto st = cpu::attention(rows_operand(q), rows_operand(k), rows_operand(v), scale, causal, out);
+  const bool bf16 = compute_precision() == ComputePrecision::BF16;
+  auto st =
+      bf16 ? cpu::attention_bf16(rows_operand(q), rows_operand(k), rows_operand(v), scale, causal,
+                                 out)
+           : cpu::attention(rows_operand(q), rows_operand(k), rows_operand(v), scale, causal, out);
   DF_CHECK(st.empty(), "attention: ", st);
   return out;
 }

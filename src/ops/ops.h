@@ -17,6 +17,22 @@ bool cpu_has_native_bf16();
 // converted or packed and whose source is no longer read.
 void release_pages(const Tensor& t);
 
+// Precision of the products between two activations (attention) on the calling thread: f32
+// (the default, exact) or bf16 (inputs rounded to bf16, f32 accumulation). A pipeline running
+// a bf16 model sets it for the duration of the model's calls with a PrecisionScope.
+enum class ComputePrecision { F32, BF16 };
+ComputePrecision compute_precision();
+class PrecisionScope {
+ public:
+  explicit PrecisionScope(ComputePrecision p);
+  ~PrecisionScope();
+  PrecisionScope(const PrecisionScope&) = delete;
+  PrecisionScope& operator=(const PrecisionScope&) = delete;
+
+ private:
+  ComputePrecision prev_;
+};
+
 // ---- elementwise (f32) ----
 // Binary ops broadcast numpy-style: shapes are right-aligned, size-1 dims stretch.
 Tensor add(const Tensor& a, const Tensor& b);

@@ -1,4 +1,4 @@
-// CPU feature detection for the precision choice.
+// CPU feature detection for the precision choice, and the per-thread activation precision.
 #include <cpuid.h>
 
 #include "ops/ops.h"
@@ -14,6 +14,21 @@ bool cpu_has_native_bf16() {
     return (a & (1u << 5)) != 0;
   }();
   return has;
+}
+
+namespace {
+thread_local ComputePrecision t_precision = ComputePrecision::F32;
+}  // namespace
+
+ComputePrecision compute_precision() {
+  return t_precision;
+}
+
+PrecisionScope::PrecisionScope(ComputePrecision p) : prev_(t_precision) {
+  t_precision = p;
+}
+PrecisionScope::~PrecisionScope() {
+  t_precision = prev_;
 }
 
 }  // namespace diffuse::ops

@@ -4,6 +4,8 @@
 // reuse, a freed weight replaced at the same address, several layouts of one weight.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "ops/cpu/weight_cache.h"
 #include "ops/ops.h"
 #include "ops_test_util.h"
@@ -106,6 +108,36 @@ TEST(OpsLowPrecision, EmbeddingWidensRows) {
     Tensor want = ops::embedding(table.to(t).to(DType::F32), ids);
     EXPECT_EQ(got.shape(), (Shape{2, 2, 6}));
     EXPECT_EQ(got.to_float_vector(), want.to_float_vector());
+  }
+}
+
+// bf16 attention (PrecisionScope) against f32 attention of bf16-rounded inputs: the
+// probabilities are rounded to bf16 too, so the tolerance is 1e-2 of max |ref|.
+TEST(OpsLowPrecision, AttentionInBf16Scope) {
+  struct Case {
+    int64_t b, h, lq, lk, d;
+  };
+  for (const Case& c : {Case{2, 3, 70, 77, 16}, Case{1, 2, 300, 300, 40}, Case{1, 1, 5, 600, 8}}) {
+    for (bool causal : {false, true}) {
+      if (causal && c.lq != c.lk) continue;
+      // [B, L, H, D] projections viewed as [B, H, L, D], as the models call it
+      Tensor q = randn({c.b, c.lq, c.h, c.d}, 100).permute({0, 2, 1, 3});
+      Tensor k = randn({c.b, c.lk, c.h, c.d}, 101).permute({0, 2, 1, 3});
+      Tensor v = randn({c.b, c.lk, c.h, c.d}, 102).permute({0, 2, 1, 3});
+      const float scale = 1.f / std::sqrt(float(c.d));
+      Tensor want =
+          ops::attention(as_bf16_values(q), as_bf16_values(k), as_bf16_values(v), scale, causal);
+      EXPECT_EQ(ops::compute_precision(), ops::ComputePrecision::F32);
+      Tensor got;
+      {
+        ops::PrecisionScope scope(ops::ComputePrecision::BF16);
+        got = ops::attention(q, k, v, scale, causal);
+      }
+      EXPECT_EQ(ops::compute_precision(), ops::ComputePrecision::F32);
+      const double err = rel_err(got, want);
+      EXPECT_LT(err, 1e-2) << q.desc() << " causal " << causal;
+      EXPECT_GT(err, 0.0);  // the scope took effect: the probabilities were rounded
+    }
   }
 }
 

@@ -26,6 +26,10 @@ void f32_to_bf16_run(const float* src, uint16_t* dst, int64_t n) {
 
 }  // namespace
 
+void f32_to_bf16_serial(const float* src, uint16_t* dst, int64_t n) {
+  f32_to_bf16_run(src, dst, n);
+}
+
 void f32_to_bf16(const float* src, uint16_t* dst, int64_t n) {
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) { f32_to_bf16_run(src + b, dst + b, e - b); });
 }

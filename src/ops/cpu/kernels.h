@@ -30,6 +30,7 @@ void embedding(const Tensor& weight, const Tensor& ids, Tensor& out);
 // ---- conversions (cpu/convert.cpp) ----
 // f32 -> bf16 bits, rounding to nearest even.
 void f32_to_bf16(const float* src, uint16_t* dst, int64_t n);
+void f32_to_bf16_serial(const float* src, uint16_t* dst, int64_t n);  // on the calling thread
 // f16 or bf16 bits (`t`) -> f32.
 void half_to_f32(DType t, const uint16_t* src, float* dst, int64_t n);
 
@@ -58,6 +59,9 @@ void softmax(const Tensor& x, Tensor& out);
 // q [B, H, Lq, Dh], k/v [B, H, Lk, Dh] with unit stride in the last dim; out contiguous.
 Status attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
                  Tensor& out);
+// The same with bf16 products and f32 accumulation (cpu/attention_bf16.cpp).
+Status attention_bf16(const Tensor& q, const Tensor& k, const Tensor& v, float scale, bool causal,
+                      Tensor& out);
 
 // ---- convolution (cpu/conv.cpp, oneDNN) ----
 struct Conv2dParams {
