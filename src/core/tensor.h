@@ -11,6 +11,10 @@
 
 namespace diffuse {
 
+namespace autograd {
+struct AutogradMeta;  // defined in src/autograd; core only carries the pointer
+}
+
 enum class Device : uint8_t { CPU, CUDA };
 
 using Shape = std::vector<int64_t>;
@@ -95,11 +99,17 @@ class Tensor {
 
   std::string desc() const;  // "f32[2, 77, 768]"
 
+  // Autograd state (src/autograd): null for plain tensors. Copies of the handle, including the
+  // views above, share it; src/autograd's differentiable functions give their outputs their own.
+  const std::shared_ptr<autograd::AutogradMeta>& autograd_meta() const { return autograd_; }
+  void set_autograd_meta(std::shared_ptr<autograd::AutogradMeta> m) { autograd_ = std::move(m); }
+
  private:
   std::shared_ptr<Storage> storage_;
   Shape shape_, strides_;
   int64_t offset_ = 0;  // in elements
   DType dtype_ = DType::F32;
+  std::shared_ptr<autograd::AutogradMeta> autograd_;
 };
 
 Shape contiguous_strides(const Shape& shape);

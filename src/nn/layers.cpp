@@ -1,6 +1,6 @@
 #include "nn/layers.h"
 
-#include "ops/ops.h"
+#include "autograd/functions.h"
 
 namespace diffuse::nn {
 
@@ -9,7 +9,9 @@ Linear::Linear(int64_t in, int64_t out, bool has_bias) : in_features(in), out_fe
   if (has_bias) register_parameter("bias", bias, {out});
 }
 
-Tensor Linear::forward(const Tensor& x) const { return ops::linear(x, weight, bias); }
+Tensor Linear::forward(const Tensor& x) const {
+  return autograd::linear(x, weight, bias);
+}
 
 Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride_, int64_t padding_,
                bool has_bias)
@@ -18,14 +20,18 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride_, int64_t
   if (has_bias) register_parameter("bias", bias, {out});
 }
 
-Tensor Conv2d::forward(const Tensor& x) const { return ops::conv2d(x, weight, bias, stride, padding); }
+Tensor Conv2d::forward(const Tensor& x) const {
+  return autograd::conv2d(x, weight, bias, stride, padding);
+}
 
 LayerNorm::LayerNorm(int64_t dim, float eps_) : eps(eps_) {
   register_parameter("weight", weight, {dim});
   register_parameter("bias", bias, {dim});
 }
 
-Tensor LayerNorm::forward(const Tensor& x) const { return ops::layer_norm(x, weight, bias, eps); }
+Tensor LayerNorm::forward(const Tensor& x) const {
+  return autograd::layer_norm(x, weight, bias, eps);
+}
 
 GroupNorm::GroupNorm(int64_t groups_, int64_t channels, float eps_) : groups(groups_), eps(eps_) {
   register_parameter("weight", weight, {channels});
@@ -33,11 +39,19 @@ GroupNorm::GroupNorm(int64_t groups_, int64_t channels, float eps_) : groups(gro
 }
 
 Tensor GroupNorm::forward(const Tensor& x) const {
-  return ops::group_norm(x, groups, weight, bias, eps);
+  return autograd::group_norm(x, groups, weight, bias, eps);
 }
 
-Embedding::Embedding(int64_t num, int64_t dim) { register_parameter("weight", weight, {num, dim}); }
+Tensor GroupNorm::forward_silu(const Tensor& x) const {
+  return autograd::group_norm_silu(x, groups, weight, bias, eps);
+}
 
-Tensor Embedding::forward(const Tensor& ids) const { return ops::embedding(weight, ids); }
+Embedding::Embedding(int64_t num, int64_t dim) {
+  register_parameter("weight", weight, {num, dim});
+}
+
+Tensor Embedding::forward(const Tensor& ids) const {
+  return autograd::embedding(weight, ids);
+}
 
 }  // namespace diffuse::nn

@@ -1,4 +1,5 @@
-// The basic layers. Each holds typed parameters named as in PyTorch (weight, bias).
+// The basic layers. Each holds typed parameters named as in PyTorch (weight, bias). Their forward
+// calls autograd's differentiable functions: the same code serves inference and training.
 #pragma once
 #include "nn/module.h"
 
@@ -33,6 +34,7 @@ class GroupNorm : public Module {
  public:
   GroupNorm(int64_t groups, int64_t channels, float eps = 1e-5f);
   Tensor forward(const Tensor& x) const;
+  Tensor forward_silu(const Tensor& x) const;  // silu(forward(x)), fused
   Tensor weight, bias;
   int64_t groups;
   float eps;

@@ -23,8 +23,8 @@ ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& j) {
   } catch (const nlohmann::json::exception& e) {
     DF_FAIL("text encoder config.json: ", e.what());
   }
-  DF_CHECK(c.hidden_act == "quick_gelu" || c.hidden_act == "gelu", "text encoder config.json: ",
-           "unsupported hidden_act '", c.hidden_act, "'");
+  DF_CHECK(c.hidden_act == "quick_gelu" || c.hidden_act == "gelu",
+           "text encoder config.json: ", "unsupported hidden_act '", c.hidden_act, "'");
   DF_CHECK(c.num_attention_heads > 0 && c.hidden_size % c.num_attention_heads == 0,
            "text encoder config.json: hidden_size ", c.hidden_size, " does not split into ",
            c.num_attention_heads, " heads");
@@ -52,7 +52,8 @@ ClipTextConfig ClipTextConfig::infer(const io::TensorMap& w, const std::string& 
     ++c.num_hidden_layers;
   c.hidden_act = hidden_act;
   // 0 = unknown: the model refuses to be built until a config gives the count.
-  c.num_attention_heads = head_dim > 0 && c.hidden_size % head_dim == 0 ? c.hidden_size / head_dim : 0;
+  c.num_attention_heads =
+      head_dim > 0 && c.hidden_size % head_dim == 0 ? c.hidden_size / head_dim : 0;
   return c;
 }
 

@@ -7,6 +7,17 @@
 
 namespace diffuse::models {
 
+// The shape of a CLIP transformer encoder (shared by the text and vision towers).
+struct ClipEncoderConfig {
+  int64_t hidden_size = 768;
+  int64_t intermediate_size = 3072;
+  int64_t num_hidden_layers = 12;
+  int64_t num_attention_heads = 12;
+  std::string hidden_act = "quick_gelu";  // or "gelu"
+  float layer_norm_eps = 1e-5f;
+  bool causal = true;  // text: causal self-attention; vision: full
+};
+
 struct ClipTextConfig {
   int64_t vocab_size = 49408;
   int64_t hidden_size = 768;
@@ -31,6 +42,15 @@ struct ClipTextConfig {
                               int64_t head_dim = 64);
 
   int64_t published_layers() const { return num_hidden_layers + unused_published_layers; }
+  ClipEncoderConfig encoder() const {
+    return {hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            hidden_act,
+            layer_norm_eps,
+            true};
+  }
 };
 
 }  // namespace diffuse::models

@@ -1,12 +1,19 @@
 #include "models/clip/clip_text_model.h"
 
 #include "nn/attention.h"
-#include "ops/ops.h"
+#include "nn/functional.h"
 
 namespace diffuse::models {
 
-ClipAttention::ClipAttention(int64_t dim, int64_t heads_)
-    : q_proj(dim, dim), k_proj(dim, dim), v_proj(dim, dim), out_proj(dim, dim), heads(heads_) {
+namespace F = nn::F;
+
+ClipAttention::ClipAttention(int64_t dim, int64_t heads_, bool causal_)
+    : q_proj(dim, dim),
+      k_proj(dim, dim),
+      v_proj(dim, dim),
+      out_proj(dim, dim),
+      heads(heads_),
+      causal(causal_) {
   register_module("q_proj", q_proj);
   register_module("k_proj", k_proj);
   register_module("v_proj", v_proj);
@@ -15,7 +22,7 @@ ClipAttention::ClipAttention(int64_t dim, int64_t heads_)
 
 Tensor ClipAttention::forward(const Tensor& x) const {
   Tensor o = nn::multi_head_attention(q_proj.forward(x), k_proj.forward(x), v_proj.forward(x),
-                                      heads, /*causal=*/true);
+                                      heads, causal);
   return out_proj.forward(o);
 }
 
@@ -27,12 +34,12 @@ ClipMlp::ClipMlp(int64_t dim, int64_t hidden, std::string act_)
 
 Tensor ClipMlp::forward(const Tensor& x) const {
   Tensor h = fc1.forward(x);
-  h = act == "gelu" ? ops::gelu(h) : ops::quick_gelu(h);
+  h = act == "gelu" ? F::gelu(h) : F::quick_gelu(h);
   return fc2.forward(h);
 }
 
-ClipEncoderLayer::ClipEncoderLayer(const ClipTextConfig& c)
-    : self_attn(c.hidden_size, c.num_attention_heads),
+ClipEncoderLayer::ClipEncoderLayer(const ClipEncoderConfig& c)
+    : self_attn(c.hidden_size, c.num_attention_heads, c.causal),
       layer_norm1(c.hidden_size, c.layer_norm_eps),
       mlp(c.hidden_size, c.intermediate_size, c.hidden_act),
       layer_norm2(c.hidden_size, c.layer_norm_eps) {
@@ -43,8 +50,8 @@ ClipEncoderLayer::ClipEncoderLayer(const ClipTextConfig& c)
 }
 
 Tensor ClipEncoderLayer::forward(const Tensor& x) const {
-  Tensor h = ops::add(x, self_attn.forward(layer_norm1.forward(x)));
-  return ops::add(h, mlp.forward(layer_norm2.forward(h)));
+  Tensor h = F::add(x, self_attn.forward(layer_norm1.forward(x)));
+  return F::add(h, mlp.forward(layer_norm2.forward(h)));
 }
 
 ClipEmbeddings::ClipEmbeddings(const ClipTextConfig& c)
@@ -58,18 +65,27 @@ Tensor ClipEmbeddings::forward(const Tensor& ids) const {
   const int64_t len = ids.size(1);
   DF_CHECK(len <= position_embedding.weight.size(0), "text encoder: ", len,
            " tokens exceed the model's ", position_embedding.weight.size(0), " positions");
-  Tensor tok = token_embedding.forward(ids);                             // [B, L, D]
-  Tensor pos = position_embedding.weight.slice(0, 0, len).unsqueeze(0);  // [1, L, D]
-  return ops::add(tok, pos);
+  Tensor tok = token_embedding.forward(ids);                                     // [B, L, D]
+  Tensor pos = F::unsqueeze(F::slice(position_embedding.weight, 0, 0, len), 0);  // [1, L, D]
+  return F::add(tok, pos);
 }
 
-ClipEncoder::ClipEncoder(const ClipTextConfig& c) {
+ClipEncoder::ClipEncoder(const ClipEncoderConfig& c) {
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers.emplace_back(c);
   register_module("layers", layers);
 }
 
+Tensor ClipEncoder::forward(const Tensor& x) const {
+  Tensor h = x;
+  for (size_t i = 0; i < layers.size(); ++i) h = layers[i].forward(h);
+  return h;
+}
+
 ClipTextTransformer::ClipTextTransformer(const ClipTextConfig& c)
-    : embeddings(c), encoder(c), final_layer_norm(c.hidden_size, c.layer_norm_eps) {
+    : embeddings(c),
+      encoder(c.encoder()),
+      final_layer_norm(c.hidden_size, c.layer_norm_eps),
+      config_(c) {
   register_module("embeddings", embeddings);
   register_module("encoder", encoder);
   register_module("final_layer_norm", final_layer_norm);
@@ -99,14 +115,19 @@ void check_ids(const Tensor& ids, int64_t vocab) {
 
 ClipTextOutput ClipTextModel::forward(const Tensor& ids) const {
   check_ids(ids, config_.vocab_size);
+  return text_model.forward(ids);
+}
+
+ClipTextOutput ClipTextTransformer::forward(const Tensor& ids) const {
+  check_ids(ids, config_.vocab_size);
   ClipTextOutput out;
-  Tensor h = text_model.embeddings.forward(ids);
+  Tensor h = embeddings.forward(ids);
   out.hidden_states.push_back(h);
-  for (size_t i = 0; i < text_model.encoder.layers.size(); ++i) {
-    h = text_model.encoder.layers[i].forward(h);
+  for (size_t i = 0; i < encoder.layers.size(); ++i) {
+    h = encoder.layers[i].forward(h);
     out.hidden_states.push_back(h);
   }
-  out.last_hidden_state = text_model.final_layer_norm.forward(h);
+  out.last_hidden_state = final_layer_norm.forward(h);
   // Pool at each sequence's end token: transformers takes the first position holding
   // eos_token_id, or (legacy configs with eos_token_id == 2) the position of the largest id.
   const int64_t b = ids.size(0), len = ids.size(1), d = config_.hidden_size;
@@ -126,9 +147,9 @@ ClipTextOutput ClipTextModel::forward(const Tensor& ids) const {
           break;
         }
     }
-    rows.push_back(out.last_hidden_state.select(0, i).select(0, pos).view({1, d}));
+    rows.push_back(F::view(F::select(F::select(out.last_hidden_state, 0, i), 0, pos), {1, d}));
   }
-  out.pooler_output = ops::cat(rows, 0);
+  out.pooler_output = F::cat(rows, 0);  // [B, D]
   return out;
 }
 
@@ -138,8 +159,8 @@ Tensor ClipTextModel::encode(const Tensor& ids, int64_t clip_skip) const {
   DF_CHECK(clip_skip >= 1 && clip_skip <= published, "clip skip ", clip_skip,
            " is out of range: the text encoder has ", published, " blocks");
   const int64_t blocks = published - (clip_skip - 1);  // blocks to run
-  DF_CHECK(blocks <= config_.num_hidden_layers, "clip skip ", clip_skip,
-           " needs block ", blocks, " of the text encoder, which this model does not use (",
+  DF_CHECK(blocks <= config_.num_hidden_layers, "clip skip ", clip_skip, " needs block ", blocks,
+           " of the text encoder, which this model does not use (",
            "the smallest clip skip for it is ", config_.unused_published_layers + 1, ")");
   Tensor h = text_model.embeddings.forward(ids);
   for (int64_t i = 0; i < blocks; ++i) h = text_model.encoder.layers[size_t(i)].forward(h);

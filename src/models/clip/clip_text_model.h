@@ -9,10 +9,11 @@ namespace diffuse::models {
 
 class ClipAttention : public nn::Module {
  public:
-  ClipAttention(int64_t dim, int64_t heads);
-  Tensor forward(const Tensor& x) const;  // causal self-attention, [B, L, D]
+  ClipAttention(int64_t dim, int64_t heads, bool causal = true);
+  Tensor forward(const Tensor& x) const;  // self-attention, [B, L, D]
   nn::Linear q_proj, k_proj, v_proj, out_proj;
   int64_t heads;
+  bool causal;
 };
 
 class ClipMlp : public nn::Module {
@@ -25,7 +26,7 @@ class ClipMlp : public nn::Module {
 
 class ClipEncoderLayer : public nn::Module {
  public:
-  explicit ClipEncoderLayer(const ClipTextConfig& c);
+  explicit ClipEncoderLayer(const ClipEncoderConfig& c);
   Tensor forward(const Tensor& x) const;
   ClipAttention self_attn;
   nn::LayerNorm layer_norm1;
@@ -42,7 +43,8 @@ class ClipEmbeddings : public nn::Module {
 
 class ClipEncoder : public nn::Module {
  public:
-  explicit ClipEncoder(const ClipTextConfig& c);
+  explicit ClipEncoder(const ClipEncoderConfig& c);
+  Tensor forward(const Tensor& x) const;  // every layer
   nn::ModuleList<ClipEncoderLayer> layers;
 };
 
@@ -55,9 +57,14 @@ struct ClipTextOutput {
 class ClipTextTransformer : public nn::Module {
  public:
   explicit ClipTextTransformer(const ClipTextConfig& c);
+  // ids i64 [B, L]. Every hidden state, the final one normalized, and the pooled output.
+  ClipTextOutput forward(const Tensor& ids) const;
   ClipEmbeddings embeddings;
   ClipEncoder encoder;
   nn::LayerNorm final_layer_norm;
+
+ private:
+  ClipTextConfig config_;
 };
 
 class ClipTextModel : public nn::Module {

@@ -1,9 +1,11 @@
 #include "models/unet/transformer_2d.h"
 
 #include "nn/attention.h"
-#include "ops/ops.h"
+#include "nn/functional.h"
 
 namespace diffuse::models {
+
+namespace F = nn::F;
 
 CrossAttention::CrossAttention(int64_t query_dim, int64_t context_dim, int64_t heads_,
                                int64_t head_dim)
@@ -41,8 +43,8 @@ FeedForward::FeedForward(int64_t dim, int64_t mult) : net(dim, dim * mult) {
 Tensor FeedForward::forward(const Tensor& x) const {
   Tensor h = net.geglu.proj.forward(x);  // [..., 2 * inner]
   const int64_t inner = h.size(-1) / 2;
-  Tensor value = h.slice(-1, 0, inner), gate = h.slice(-1, inner, 2 * inner);
-  return net.out.forward(ops::mul(value, ops::gelu(gate)));
+  Tensor value = F::slice(h, -1, 0, inner), gate = F::slice(h, -1, inner, 2 * inner);
+  return net.out.forward(F::mul(value, F::gelu(gate)));
 }
 
 BasicTransformerBlock::BasicTransformerBlock(int64_t dim, int64_t context_dim, int64_t heads,
@@ -62,9 +64,9 @@ BasicTransformerBlock::BasicTransformerBlock(int64_t dim, int64_t context_dim, i
 }
 
 Tensor BasicTransformerBlock::forward(const Tensor& x, const Tensor& context) const {
-  Tensor h = ops::add(x, attn1.forward(norm1.forward(x)));
-  h = ops::add(h, attn2.forward(norm2.forward(h), context));
-  return ops::add(h, ff.forward(norm3.forward(h)));
+  Tensor h = F::add(x, attn1.forward(norm1.forward(x)));
+  h = F::add(h, attn2.forward(norm2.forward(h), context));
+  return F::add(h, ff.forward(norm3.forward(h)));
 }
 
 Transformer2DModel::Transformer2DModel(int64_t channels, int64_t heads, int64_t context_dim,
@@ -94,13 +96,14 @@ Tensor Transformer2DModel::forward(const Tensor& x, const Tensor& context) const
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   Tensor t = norm.forward(x);
   if (proj_in_conv) t = proj_in_conv->forward(t);
-  t = t.permute({0, 2, 3, 1}).contiguous().view({b, h * w, c});  // b c h w -> b (h w) c
+  t = F::view(F::contiguous(F::permute(t, {0, 2, 3, 1})), {b, h * w, c});  // b c h w -> b (h w) c
   if (proj_in_linear) t = proj_in_linear->forward(t);
-  for (size_t i = 0; i < transformer_blocks.size(); ++i) t = transformer_blocks[i].forward(t, context);
+  for (size_t i = 0; i < transformer_blocks.size(); ++i)
+    t = transformer_blocks[i].forward(t, context);
   if (proj_out_linear) t = proj_out_linear->forward(t);
-  t = t.view({b, h, w, c}).permute({0, 3, 1, 2}).contiguous();  // b (h w) c -> b c h w
+  t = F::contiguous(F::permute(F::view(t, {b, h, w, c}), {0, 3, 1, 2}));  // b (h w) c -> b c h w
   if (proj_out_conv) t = proj_out_conv->forward(t);
-  return ops::add(t, x);
+  return F::add(t, x);
 }
 
 }  // namespace diffuse::models

@@ -29,7 +29,7 @@ class FeedForward : public nn::Module {
   };
   struct Net : nn::Module {
     Net(int64_t dim, int64_t inner);
-    GEGLU geglu;   // "0"
+    GEGLU geglu;     // "0"
     nn::Linear out;  // "2"
   } net;
 };

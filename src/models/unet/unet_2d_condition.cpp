@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
-#include "ops/ops.h"
+#include "autograd/checkpoint.h"
+#include "nn/functional.h"
 
 namespace diffuse::models {
+
+namespace F = nn::F;
 
 Tensor timestep_embedding(const std::vector<float>& timesteps, int64_t dim, bool flip_sin_to_cos,
                           float freq_shift) {
@@ -25,13 +28,14 @@ Tensor timestep_embedding(const std::vector<float>& timesteps, int64_t dim, bool
   return out;
 }
 
-TimestepEmbedding::TimestepEmbedding(int64_t in, int64_t dim) : linear_1(in, dim), linear_2(dim, dim) {
+TimestepEmbedding::TimestepEmbedding(int64_t in, int64_t dim)
+    : linear_1(in, dim), linear_2(dim, dim) {
   register_module("linear_1", linear_1);
   register_module("linear_2", linear_2);
 }
 
 Tensor TimestepEmbedding::forward(const Tensor& x) const {
-  return linear_2.forward(ops::silu(linear_1.forward(x)));
+  return linear_2.forward(F::silu(linear_1.forward(x)));
 }
 
 UNetLevel::UNetLevel() {
@@ -44,9 +48,8 @@ UNetLevel::UNetLevel() {
 UNetMidBlock::UNetMidBlock(const UNetConfig& c) {
   const int64_t ch = c.block_out_channels.back(), temb = c.time_embed_dim();
   resnets.emplace_back(ch, ch, temb, c.norm_num_groups, c.norm_eps);
-  attentions.emplace_back(ch, c.heads.back(), c.cross_attention_dim,
-                          c.transformer_layers_per_block, c.use_linear_projection,
-                          c.norm_num_groups);
+  attentions.emplace_back(ch, c.heads.back(), c.cross_attention_dim, c.transformer_layers_per_block,
+                          c.use_linear_projection, c.norm_num_groups);
   resnets.emplace_back(ch, ch, temb, c.norm_num_groups, c.norm_eps);
   register_module("attentions", attentions);
   register_module("resnets", resnets);
@@ -65,9 +68,10 @@ const UNetConfig& checked(const UNetConfig& c) {
                c.up_has_attention.size() == n,
            "unet: inconsistent config (", n, " levels)");
   for (size_t i = 0; i < n; ++i)
-    DF_CHECK(c.heads[i] > 0 && c.block_out_channels[i] % c.heads[i] == 0, "unet: the head count of ",
-             "level ", i, " (width ", c.block_out_channels[i], ") is not in the file and differs ",
-             "from the published models'; give the model's config (--config DIR of a diffusers folder)");
+    DF_CHECK(
+        c.heads[i] > 0 && c.block_out_channels[i] % c.heads[i] == 0, "unet: the head count of ",
+        "level ", i, " (width ", c.block_out_channels[i], ") is not in the file and differs ",
+        "from the published models'; give the model's config (--config DIR of a diffusers folder)");
   return c;
 }
 }  // namespace
@@ -142,11 +146,18 @@ Tensor UNet2DConditionModel::forward(const Tensor& sample, const std::vector<flo
   // 2. down
   Tensor h = conv_in.forward(sample);
   std::vector<Tensor> skips = {h};
+  // One resnet and its transformer: in = {h, temb, context}. Checkpointed on request.
+  auto unit = [this](const UNetLevel* lvl, size_t j, const std::vector<Tensor>& in) {
+    auto body = [lvl, j](const std::vector<Tensor>& x) {
+      Tensor y = lvl->resnets[j].forward(x[0], x[1]);
+      return lvl->attentions.size() ? lvl->attentions[j].forward(y, x[2]) : y;
+    };
+    return checkpointing_ && autograd::grad_enabled() ? autograd::checkpoint(body, in) : body(in);
+  };
   for (size_t i = 0; i < down_blocks.size(); ++i) {
     const UNetLevel& lvl = down_blocks[i];
     for (size_t j = 0; j < lvl.resnets.size(); ++j) {
-      h = lvl.resnets[j].forward(h, temb);
-      if (lvl.attentions.size()) h = lvl.attentions[j].forward(h, context);
+      h = unit(&lvl, j, {h, temb, context});
       skips.push_back(h);
     }
     if (lvl.downsamplers.size()) {
@@ -156,7 +167,13 @@ Tensor UNet2DConditionModel::forward(const Tensor& sample, const std::vector<flo
   }
 
   // 3. mid
-  h = mid_block.forward(h, temb, context);
+  if (checkpointing_ && autograd::grad_enabled()) {
+    h = autograd::checkpoint(
+        [this](const std::vector<Tensor>& x) { return mid_block.forward(x[0], x[1], x[2]); },
+        {h, temb, context});
+  } else {
+    h = mid_block.forward(h, temb, context);
+  }
 
   // 4. up
   for (size_t i = 0; i < up_blocks.size(); ++i) {
@@ -164,14 +181,13 @@ Tensor UNet2DConditionModel::forward(const Tensor& sample, const std::vector<flo
     for (size_t j = 0; j < lvl.resnets.size(); ++j) {
       Tensor skip = skips.back();
       skips.pop_back();
-      h = lvl.resnets[j].forward(ops::cat({h, skip}, 1), temb);
-      if (lvl.attentions.size()) h = lvl.attentions[j].forward(h, context);
+      h = unit(&lvl, j, {F::cat({h, skip}, 1), temb, context});
     }
     if (lvl.upsamplers.size()) h = lvl.upsamplers[0].forward(h);
   }
 
   // 5. out
-  return conv_out.forward(ops::silu(conv_norm_out.forward(h)));
+  return conv_out.forward(conv_norm_out.forward_silu(h));
 }
 
 }  // namespace diffuse::models

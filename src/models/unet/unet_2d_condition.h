@@ -49,6 +49,11 @@ class UNet2DConditionModel : public nn::Module {
 
   const UNetConfig& config() const { return config_; }
 
+  // Gradient checkpointing (training): each resnet with its transformer, and the mid block, keep
+  // only their inputs and are recomputed in the backward pass. Off by default.
+  void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
+  bool gradient_checkpointing() const { return checkpointing_; }
+
   nn::Conv2d conv_in;
   TimestepEmbedding time_embedding;
   nn::ModuleList<UNetLevel> down_blocks;
@@ -59,6 +64,7 @@ class UNet2DConditionModel : public nn::Module {
 
  private:
   UNetConfig config_;
+  bool checkpointing_ = false;
 };
 
 }  // namespace diffuse::models

@@ -90,7 +90,8 @@ UNetConfig UNetConfig::infer(const io::TensorMap& w) {
   DF_CHECK(n > 0, "unet: no down blocks found");
   c.up_has_attention.clear();
   for (size_t i = 0; i < n; ++i)
-    c.up_has_attention.push_back(has("up_blocks." + std::to_string(i) + ".attentions.0.proj_in.weight"));
+    c.up_has_attention.push_back(
+        has("up_blocks." + std::to_string(i) + ".attentions.0.proj_in.weight"));
   c.layers_per_block = 0;
   while (has("down_blocks.0.resnets." + std::to_string(c.layers_per_block) + ".conv1.weight"))
     ++c.layers_per_block;

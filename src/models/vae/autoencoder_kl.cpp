@@ -3,9 +3,11 @@
 #include <algorithm>
 
 #include "nn/attention.h"
-#include "ops/ops.h"
+#include "nn/functional.h"
 
 namespace diffuse::models {
+
+namespace F = nn::F;
 
 namespace {
 constexpr float kEps = 1e-6f;  // every norm of the VAE
@@ -45,12 +47,14 @@ VaeConfig VaeConfig::infer(const io::TensorMap& w) {
   c.out_channels = shape("decoder.conv_out.weight")[0];
   c.latent_channels = shape("decoder.conv_in.weight")[1];
   c.block_out_channels.clear();
-  for (int64_t i = 0; has("encoder.down_blocks." + std::to_string(i) + ".resnets.0.conv1.weight"); ++i)
+  for (int64_t i = 0; has("encoder.down_blocks." + std::to_string(i) + ".resnets.0.conv1.weight");
+       ++i)
     c.block_out_channels.push_back(
         shape("encoder.down_blocks." + std::to_string(i) + ".resnets.0.conv1.weight")[0]);
   DF_CHECK(!c.block_out_channels.empty(), "vae: no encoder blocks found");
   c.layers_per_block = 0;
-  while (has("encoder.down_blocks.0.resnets." + std::to_string(c.layers_per_block) + ".conv1.weight"))
+  while (
+      has("encoder.down_blocks.0.resnets." + std::to_string(c.layers_per_block) + ".conv1.weight"))
     ++c.layers_per_block;
   c.use_quant_conv = has("quant_conv.weight");
   c.use_post_quant_conv = has("post_quant_conv.weight");
@@ -69,10 +73,12 @@ VaeAttention::VaeAttention(int64_t ch, int64_t groups)
 
 Tensor VaeAttention::forward(const Tensor& x) const {
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  Tensor t = group_norm.forward(x).view({b, c, h * w}).transpose(1, 2).contiguous();  // b c h w -> b (h w) c
+  // b c h w -> b (h w) c
+  Tensor t = F::contiguous(F::transpose(F::view(group_norm.forward(x), {b, c, h * w}), 1, 2));
   Tensor o = nn::multi_head_attention(to_q.forward(t), to_k.forward(t), to_v.forward(t), 1, false);
-  o = to_out[0].forward(o).transpose(1, 2).contiguous().view({b, c, h, w});  // b (h w) c -> b c h w
-  return ops::add(o, x);
+  // b (h w) c -> b c h w
+  o = F::view(F::contiguous(F::transpose(to_out[0].forward(o), 1, 2)), {b, c, h, w});
+  return F::add(o, x);
 }
 
 VaeMidBlock::VaeMidBlock(int64_t ch, int64_t groups) {
@@ -102,7 +108,8 @@ VaeEncoder::VaeEncoder(const VaeConfig& c)
   for (size_t i = 0; i < ch.size(); ++i) {
     VaeLevel& lvl = down_blocks.emplace_back();
     for (int64_t j = 0; j < c.layers_per_block; ++j)
-      lvl.resnets.emplace_back(j == 0 ? ch[i == 0 ? 0 : i - 1] : ch[i], ch[i], 0, c.norm_num_groups, kEps);
+      lvl.resnets.emplace_back(j == 0 ? ch[i == 0 ? 0 : i - 1] : ch[i], ch[i], 0, c.norm_num_groups,
+                               kEps);
     if (i + 1 < ch.size()) lvl.downsamplers.emplace_back(ch[i], 0);
   }
   register_module("conv_in", conv_in);
@@ -120,7 +127,7 @@ Tensor VaeEncoder::forward(const Tensor& x) const {
     if (lvl.downsamplers.size()) h = lvl.downsamplers[0].forward(h);
   }
   h = mid_block.forward(h);
-  return conv_out.forward(ops::silu(conv_norm_out.forward(h)));
+  return conv_out.forward(conv_norm_out.forward_silu(h));
 }
 
 VaeDecoder::VaeDecoder(const VaeConfig& c)
@@ -153,7 +160,7 @@ Tensor VaeDecoder::forward(const Tensor& z) const {
     for (size_t j = 0; j < lvl.resnets.size(); ++j) h = lvl.resnets[j].forward(h);
     if (lvl.upsamplers.size()) h = lvl.upsamplers[0].forward(h);
   }
-  return conv_out.forward(ops::silu(conv_norm_out.forward(h)));
+  return conv_out.forward(conv_norm_out.forward_silu(h));
 }
 
 AutoencoderKL::AutoencoderKL(const VaeConfig& c) : encoder(c), decoder(c), config_(c) {
@@ -174,18 +181,26 @@ LatentDistribution AutoencoderKL::encode(const Tensor& image) const {
   DF_CHECK(image.dim() == 4 && image.size(1) == config_.in_channels, "vae: image must be [B, ",
            config_.in_channels, ", H, W], got ", image.desc());
   const int64_t f = scale_factor();
-  DF_CHECK(image.size(2) % f == 0 && image.size(3) % f == 0, "vae: image size ", image.size(2),
-           "x", image.size(3), " must be a multiple of ", f);
+  DF_CHECK(image.size(2) % f == 0 && image.size(3) % f == 0, "vae: image size ", image.size(2), "x",
+           image.size(3), " must be a multiple of ", f);
   Tensor moments = encoder.forward(image);
   if (quant_conv) moments = quant_conv->forward(moments);
   const int64_t l = config_.latent_channels;
   LatentDistribution d;
-  d.mean = moments.slice(1, 0, l).contiguous();
-  Tensor lv = moments.slice(1, l, 2 * l).contiguous();
-  float* p = lv.data<float>();
-  for (int64_t i = 0, n = lv.numel(); i < n; ++i) p[i] = std::min(20.0f, std::max(-30.0f, p[i]));
-  d.logvar = lv;
+  d.mean = F::contiguous(F::slice(moments, 1, 0, l));
+  d.logvar = F::clamp(F::slice(moments, 1, l, 2 * l), -30.0f, 20.0f);
   return d;
+}
+
+Tensor LatentDistribution::sample(const Tensor& noise) const {
+  DF_CHECK(noise.shape() == mean.shape(), "vae: noise ", noise.desc(), " does not match the ",
+           "latents ", mean.desc());
+  return F::add(mean, F::mul(F::exp(F::scale(logvar, 0.5f)), noise));
+}
+
+Tensor LatentDistribution::kl() const {
+  Tensor t = F::sub(F::add_scalar(F::add(F::square(mean), F::exp(logvar)), -1.f), logvar);
+  return F::scale(F::sum(t, {1, 2, 3}, false), 0.5f);
 }
 
 Tensor AutoencoderKL::decode(const Tensor& latents) const {

@@ -71,8 +71,13 @@ class VaeDecoder : public nn::Module {
   nn::Conv2d conv_out;
 };
 
+// diffusers' DiagonalGaussianDistribution.
 struct LatentDistribution {
   Tensor mean, logvar;  // [B, latent, h, w]; logvar clamped to [-30, 20]
+  // mean + exp(logvar / 2) * noise, noise shaped like mean.
+  Tensor sample(const Tensor& noise) const;
+  // KL divergence to N(0, I) of each batch entry: 0.5 * sum(mean^2 + var - 1 - logvar), [B].
+  Tensor kl() const;
 };
 
 class AutoencoderKL : public nn::Module {
