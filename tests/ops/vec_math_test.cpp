@@ -2,6 +2,7 @@
 // float range and its special values.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -35,4 +36,17 @@ TEST(OpsVecMath, ExpSpecialValues) {
   EXPECT_TRUE(std::isinf(exp_f(std::numeric_limits<float>::infinity())));
   EXPECT_TRUE(std::isnan(exp_f(std::numeric_limits<float>::quiet_NaN())));
   EXPECT_NEAR(exp_f(88.7f), std::exp(double(88.7f)), 3e-7 * std::exp(double(88.7f)));
+}
+
+TEST(OpsVecMath, ErfAccuracy) {
+  using diffuse::ops::cpu::erf_f;
+  double worst = 0;
+  for (float x = -8.f; x < 8.f; x += 0.000731f)
+    worst = std::max(worst, std::abs(double(erf_f(x)) - std::erf(double(x))));
+  EXPECT_LE(worst, 5e-7);  // 1.5e-7 of the approximation plus float rounding
+  EXPECT_EQ(erf_f(0.f), 0.f);
+  EXPECT_EQ(erf_f(30.f), 1.f);
+  EXPECT_EQ(erf_f(-30.f), -1.f);
+  EXPECT_EQ(erf_f(std::numeric_limits<float>::infinity()), 1.f);
+  EXPECT_EQ(erf_f(-std::numeric_limits<float>::infinity()), -1.f);
 }

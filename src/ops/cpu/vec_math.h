@@ -31,6 +31,19 @@ inline float exp_f(float x) {
   return y * s1 * s2;
 }
 
+// erf after Abramowitz & Stegun 7.1.26 (absolute error 1.5e-7, 5e-7 in float), vectorizable.
+inline float erf_f(float x) {
+  const float a = x < 0.f ? -x : x;
+  const float t = 1.f / (1.f + 0.3275911f * a);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  const float y = 1.f - p * t * exp_f(-a * a);
+  return x < 0.f ? -y : y;
+}
+
 inline float sigmoid_f(float x) {
   return 1.f / (1.f + exp_f(-x));
 }
