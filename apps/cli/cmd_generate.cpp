@@ -8,6 +8,7 @@
 #include "apps/cli/common.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "core/sysinfo.h"
 #include "io/safetensors.h"
 #include "pipeline/generate.h"
 #include "pipeline/image_tensor.h"
@@ -75,11 +76,24 @@ int run_generate(GenerateArgs& a) {
                             ? std::max(1, std::min(req.steps, int(req.steps * req.strength)))
                             : req.steps;
   Progress bar("sampling", int64_t(per_batch) * req.batch_count, !a.quiet);
+  // Time spent in sampling steps (each step's interval), the rest is text encoding + decoding.
+  double step_time = 0, last = -1;
+  int steps_done = 0;
   auto res = pipeline::generate(*model, req, [&](int batch, int step, int) {
+    const double now = bar.elapsed_s();
+    if (step > 1 && last >= 0) {
+      step_time += now - last;
+      ++steps_done;
+    }
+    last = now;
     bar.update(int64_t(batch) * per_batch + std::min(step, per_batch));
     return true;
   });
   bar.finish();
+  const double total = bar.elapsed_s();
+  std::fprintf(stderr, "diffuse: %.2f s per step, %.1f s in all, peak memory %.0f MiB\n",
+               steps_done > 0 ? step_time / steps_done : total / std::max(1, per_batch), total,
+               peak_rss_mib());
 
   pipeline::ImageParameters p;
   p.prompt = req.prompt;
