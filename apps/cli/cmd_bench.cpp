@@ -14,6 +14,7 @@
 
 #include "apps/cli/command.h"
 #include "apps/cli/common.h"
+#include "core/allocator.h"
 #include "core/parallel.h"
 #include "ops/ops.h"
 #include "ops/profile.h"
@@ -60,6 +61,7 @@ struct Timing {
 // One untimed warm-up call (primitive creation, weight packing), then the medians of `runs`.
 // With --profile, the op table of the timed runs goes to stderr under `stage`.
 Timing median_time(int runs, bool profile, const char* stage, const std::function<void()>& fn) {
+  host_cache_clear();  // free blocks cached by the previous stage would not fit this one's sizes
   fn();
   std::vector<double> wall, cpu;
   if (profile) {

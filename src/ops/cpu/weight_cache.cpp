@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "ops/cpu/kernels.h"
 #include "ops/ops.h"
@@ -39,19 +40,26 @@ std::vector<int64_t> key_of(const Tensor& w) {
   return k;
 }
 
+// The temporary f32 copy of an f16 weight comes from malloc, not the caching allocator, so
+// that its memory goes back to the system (each weight has its own size: cached blocks would
+// never be reused).
 DnnlBuffer pack(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& md) {
   ProfileScope prof("pack_weights");
-  Tensor w32 = Tensor::empty({w.numel()});
-  if (w.dtype() == DType::F32) {
-    w32.copy_from(w.contiguous().view({w.numel()}));
-  } else {
-    half_to_f32(w.dtype(), static_cast<const uint16_t*>(w.raw_data()), w32.data<float>(),
-                w.numel());
+  const Tensor wc = w.contiguous();
+  std::vector<float> w32;
+  dnnl::memory::desc from = plain;
+  const void* src = wc.raw_data();
+  if (wc.dtype() == DType::F16) {
+    w32.resize(size_t(wc.numel()));
+    half_to_f32(DType::F16, static_cast<const uint16_t*>(src), w32.data(), wc.numel());
+    src = w32.data();
+  } else if (wc.dtype() == DType::BF16) {
+    from.data.data_type = dnnl_bf16;  // same dims and strides, read as bf16
   }
   DnnlBuffer out = dnnl_buffer(md);
-  dnnl::reorder::primitive_desc pd(dnnl_engine(), plain, dnnl_engine(), md, dnnl_attr());
+  dnnl::reorder::primitive_desc pd(dnnl_engine(), from, dnnl_engine(), md, dnnl_attr());
   dnnl_execute(dnnl::reorder(pd), pd.scratchpad_desc(),
-               {{DNNL_ARG_FROM, dnnl_wrap(plain, w32.raw_data())}, {DNNL_ARG_TO, out.mem}});
+               {{DNNL_ARG_FROM, dnnl_wrap(from, src)}, {DNNL_ARG_TO, out.mem}});
   if (w.dtype() != DType::F32) release_pages(w);
   return out;
 }
