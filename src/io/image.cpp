@@ -81,6 +81,29 @@ Image load_image(const std::string& path, int channels) {
   return img;
 }
 
+Image decode_image(const std::string& bytes, int channels, int max_side) {
+  DF_CHECK(channels == 0 || channels == 1 || channels == 3 || channels == 4,
+           "decode_image: bad channel count ", channels);
+  DF_CHECK(!bytes.empty() && bytes.size() < (size_t(1) << 31), "not an image (", bytes.size(),
+           " bytes)");
+  const auto* p = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int n_bytes = int(bytes.size());
+  int w = 0, h = 0, n = 0;
+  DF_CHECK(stbi_info_from_memory(p, n_bytes, &w, &h, &n), "cannot read the image: ",
+           stbi_failure_reason());
+  DF_CHECK(max_side <= 0 || (w <= max_side && h <= max_side), "the image is ", w, "x", h,
+           ", larger than ", max_side, "x", max_side);
+  unsigned char* data = stbi_load_from_memory(p, n_bytes, &w, &h, &n, channels);
+  DF_CHECK(data, "cannot read the image: ", stbi_failure_reason());
+  Image img;
+  img.width = w;
+  img.height = h;
+  img.channels = channels ? channels : n;
+  img.pixels.assign(data, data + size_t(w) * size_t(h) * size_t(img.channels));
+  stbi_image_free(data);
+  return img;
+}
+
 std::string encode_png(const Image& img, const std::map<std::string, std::string>& text) {
   DF_CHECK(img.width > 0 && img.height > 0 && (img.channels >= 1 && img.channels <= 4) &&
                img.pixels.size() == size_t(img.width) * size_t(img.height) * size_t(img.channels),

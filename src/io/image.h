@@ -16,6 +16,10 @@ struct Image {
 // Errors name the file and what is wrong with it.
 Image load_image(const std::string& path, int channels = 0);
 
+// Decodes image bytes held in memory (PNG, JPEG, BMP...; e.g. a base64 upload), as load_image.
+// max_side > 0 refuses, before decoding, an image wider or taller than that.
+Image decode_image(const std::string& bytes, int channels = 0, int max_side = 0);
+
 // Writes a PNG atomically with the given text chunks (tEXt, or iTXt for non-ASCII text).
 void save_png(const std::string& path, const Image& img,
               const std::map<std::string, std::string>& text = {});

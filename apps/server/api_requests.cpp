@@ -1,0 +1,430 @@
+#include "apps/server/api_requests.h"
+
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <random>
+
+#include "apps/server/api_error.h"
+#include "apps/server/base64.h"
+#include "core/error.h"
+#include "io/image.h"
+#include "pipeline/image_tensor.h"
+#include "pipeline/parameters.h"
+#include "sampling/samplers.h"
+
+namespace diffuse::server {
+
+using nlohmann::json;
+
+namespace {
+
+[[noreturn]] void bad_field(const std::string& key, const std::string& what) {
+  throw ApiError(422, "invalid field '" + key + "'", what);
+}
+
+const json* field(const json& o, const char* key) {
+  auto it = o.find(key);
+  return it == o.end() || it->is_null() ? nullptr : &*it;
+}
+
+std::string get_string(const json& o, const char* key, const std::string& def) {
+  const json* v = field(o, key);
+  if (!v) return def;
+  if (!v->is_string()) bad_field(key, std::string("expected a string, got ") + v->type_name());
+  return v->get<std::string>();
+}
+
+int64_t get_int(const json& o, const char* key, int64_t def, int64_t lo, int64_t hi) {
+  const json* v = field(o, key);
+  if (!v) return def;
+  int64_t x = 0;
+  if (v->is_number_unsigned()) {
+    const uint64_t u = v->get<uint64_t>();
+    if (u > uint64_t(hi)) bad_field(key, str("must be between ", lo, " and ", hi, ", got ", u));
+    x = int64_t(u);
+  } else if (v->is_number_integer()) {
+    x = v->get<int64_t>();
+  } else if (v->is_number_float()) {
+    const double d = v->get<double>();
+    if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9.0e15)
+      bad_field(key, str("expected an integer, got ", v->dump()));
+    x = int64_t(d);
+  } else {
+    bad_field(key, std::string("expected an integer, got ") + v->type_name());
+  }
+  if (x < lo || x > hi) bad_field(key, str("must be between ", lo, " and ", hi, ", got ", x));
+  return x;
+}
+
+double get_number(const json& o, const char* key, double def, double lo, double hi) {
+  const json* v = field(o, key);
+  if (!v) return def;
+  if (!v->is_number()) bad_field(key, std::string("expected a number, got ") + v->type_name());
+  const double d = v->get<double>();
+  if (!std::isfinite(d) || d < lo || d > hi)
+    bad_field(key, str("must be between ", lo, " and ", hi, ", got ", d));
+  return d;
+}
+
+bool get_bool(const json& o, const char* key, bool def) {
+  const json* v = field(o, key);
+  if (!v) return def;
+  if (v->is_boolean()) return v->get<bool>();
+  if (v->is_number_integer() && (v->get<int64_t>() == 0 || v->get<int64_t>() == 1))
+    return v->get<int64_t>() == 1;
+  bad_field(key, std::string("expected true or false, got ") + v->dump());
+}
+
+// A width or height: a positive multiple of 8, at most max_size.
+int64_t check_size(const char* key, int64_t v, int max_size) {
+  if (v < 8 || v % 8 != 0) bad_field(key, str("must be a positive multiple of 8, got ", v));
+  if (v > max_size)
+    bad_field(key, str(v, " is above the server's limit of ", max_size, " (--max-size)"));
+  return v;
+}
+
+int64_t get_size(const json& o, const char* key, int64_t def, int max_size) {
+  return check_size(key,
+                    get_int(o, key, def, std::numeric_limits<int64_t>::min(),
+                            std::numeric_limits<int64_t>::max()),
+                    max_size);
+}
+
+// seed < 0 -> a random one, as A1111 (0 .. 2^32 - 2).
+int64_t resolve_seed(int64_t seed) {
+  if (seed >= 0) return seed;
+  static std::mutex mu;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard<std::mutex> lk(mu);
+  return int64_t(rng() % 4294967295ull);
+}
+
+std::string sampler_list() {
+  std::string all;
+  for (const auto& s : sampling::sampler_names())
+    all += (all.empty() ? "" : ", ") + pipeline::a1111_sampler_name(s);
+  return all;
+}
+
+// Sampler and scheduler from A1111's names ("DPM++ 2M Karras", or "DPM++ 2M" + "karras") or
+// diffuse's ("dpmpp_2m").
+void set_sampler(pipeline::GenerateRequest& req, const char* key, const std::string& name,
+                 const std::string& scheduler) {
+  std::string sampler, sched;
+  bool known = pipeline::from_a1111_sampler_name(name, &sampler, &sched);
+  if (known) {
+    known = false;
+    for (const auto& s : sampling::sampler_names()) known |= s == sampler;
+  }
+  if (!known) bad_field(key, "unknown sampler '" + name + "' (one of: " + sampler_list() + ")");
+  req.sampler = sampler;
+  req.scheduler = sched;
+  if (std::string s = scheduler_from_a1111(scheduler); !s.empty()) req.scheduler = s;
+}
+
+ModelEntry resolve_model(const std::string& requested, const ModelDirectory& models,
+                         const RequestDefaults& d) {
+  std::string name = requested.empty() ? d.model : requested;
+  if (name.empty()) {
+    auto all = models.list();
+    if (all.empty()) throw ApiError(404, "no model", "the model dir holds no model");
+    name = all.front().name;
+  }
+  return models.find(name);
+}
+
+// What both A1111 requests and OpenAI's share: the model (body "model" or
+// override_settings.sd_model_checkpoint), clip skip and the noise source.
+ModelEntry common_settings(const json& body, pipeline::GenerateRequest& req,
+                           const ModelDirectory& models, const RequestDefaults& d) {
+  std::string model = get_string(body, "model", "");
+  int64_t clip_skip = get_int(body, "clip_skip", d.clip_skip, 0, 48);
+  std::string rng = get_string(body, "rng", "cpu");
+  if (const json* o = field(body, "override_settings")) {
+    if (!o->is_object())
+      bad_field("override_settings", std::string("expected an object, got ") + o->type_name());
+    if (model.empty()) model = get_string(*o, "sd_model_checkpoint", "");
+    clip_skip = get_int(*o, "CLIP_stop_at_last_layers", clip_skip, 0, 48);
+    const std::string src = get_string(*o, "randn_source", "");
+    if (src == "CPU")
+      rng = "cpu";
+    else if (src == "GPU")
+      rng = "cuda";
+    else if (!src.empty())
+      bad_field("randn_source", "unsupported noise source '" + src + "' (CPU or GPU)");
+  }
+  if (rng == "torch") rng = "cpu";
+  if (rng != "cpu" && rng != "cuda") bad_field("rng", "unknown rng '" + rng + "' (cpu or cuda)");
+  req.rng = rng;
+  // A1111 counts 1 as "no skip": the family's default here (SD2 conditions on its penultimate
+  // block).
+  req.clip_skip = clip_skip <= 1 ? 0 : clip_skip;
+  return resolve_model(model, models, d);
+}
+
+io::Image decode_field_image(const std::string& key, const std::string& b64, int channels,
+                             int max_side) {
+  std::string bytes;
+  try {
+    bytes = base64_decode(b64);
+  } catch (const std::exception& e) {
+    bad_field(key, std::string("not base64: ") + e.what());
+  }
+  try {
+    return io::decode_image(bytes, channels, max_side);
+  } catch (const std::exception& e) {
+    bad_field(key, std::string("not an image: ") + e.what());
+  }
+}
+
+json base_parameters(const json& body) {
+  json p = body;
+  p.erase("init_images");
+  p.erase("mask");
+  return p;
+}
+
+double unix_seconds(double t) {
+  return std::floor(t);
+}
+
+}  // namespace
+
+std::string scheduler_from_a1111(const std::string& name) {
+  std::string n;
+  for (unsigned char c : name) n += char(std::tolower(c));
+  if (n.empty() || n == "automatic") return "";
+  if (n == "default" || n == "karras" || n == "trailing") return n;
+  bad_field("scheduler", "unknown scheduler '" + name + "' (automatic, karras or trailing)");
+}
+
+json parse_json_object(const std::string& body) {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::parse_error& e) {
+    throw ApiError(400, "malformed JSON", e.what());
+  }
+  if (!j.is_object())
+    throw ApiError(422, "invalid body",
+                   std::string("expected a JSON object, got ") + j.type_name());
+  return j;
+}
+
+JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
+                  const RequestDefaults& d) {
+  JobSpec spec;
+  spec.kind = img2img ? "img2img" : "txt2img";
+  auto& req = spec.req;
+  spec.model = common_settings(body, req, models, d);
+  req.prompt = get_string(body, "prompt", "");
+  req.negative_prompt = get_string(body, "negative_prompt", "");
+  const int64_t seed =
+      get_int(body, "seed", -1, std::numeric_limits<int64_t>::min(), int64_t(1) << 53);
+  req.seed = resolve_seed(seed);
+  const char* sampler_key = field(body, "sampler_name") ? "sampler_name" : "sampler_index";
+  const std::string sampler = get_string(body, sampler_key, "Euler");
+  set_sampler(req, sampler_key, sampler, get_string(body, "scheduler", ""));
+  req.batch_size = int(get_int(body, "batch_size", 1, 1, 64));
+  req.batch_count = int(get_int(body, "n_iter", 1, 1, 100));
+  req.steps = int(get_int(body, "steps", 50, 1, 1000));
+  req.cfg_scale = float(get_number(body, "cfg_scale", 7.0, 0.0, 100.0));
+  req.eta = float(get_number(body, "eta", 0.0, 0.0, 1.0));
+  if (!img2img) {
+    if (field(body, "init_images"))
+      bad_field("init_images", "txt2img takes no init images (use /sdapi/v1/img2img)");
+    req.width = get_size(body, "width", 512, d.max_size);
+    req.height = get_size(body, "height", 512, d.max_size);
+  } else {
+    const json* imgs = field(body, "init_images");
+    if (!imgs || !imgs->is_array() || imgs->empty() || !(*imgs)[0].is_string())
+      bad_field("init_images", "expected a list of base64 images");
+    const int max_side = std::max(d.max_size, 4096);
+    io::Image img = decode_field_image("init_images", (*imgs)[0].get<std::string>(), 3, max_side);
+    // Without a size, the image's own (rounded down to a multiple of 8).
+    req.width = field(body, "width") ? get_size(body, "width", 0, d.max_size)
+                                     : check_size("width", img.width / 8 * 8, d.max_size);
+    req.height = field(body, "height") ? get_size(body, "height", 0, d.max_size)
+                                       : check_size("height", img.height / 8 * 8, d.max_size);
+    if (img.width != req.width || img.height != req.height)
+      img = pipeline::resize_nearest(img, int(req.width), int(req.height));
+    req.init_image = pipeline::image_to_tensor(img);
+    const double s = get_number(body, "denoising_strength", 0.75, 0.0, 1.0);
+    if (s <= 0.0) bad_field("denoising_strength", "must be in (0, 1], got 0");
+    req.strength = s;
+    if (const json* m = field(body, "mask")) {
+      if (!m->is_string())
+        bad_field("mask", std::string("expected a base64 image, got ") + m->type_name());
+      io::Image mask = decode_field_image("mask", m->get<std::string>(), 0, max_side);
+      if (mask.width != req.width || mask.height != req.height)
+        mask = pipeline::resize_nearest(mask, int(req.width), int(req.height));
+      req.mask = pipeline::mask_to_tensor(mask);
+      if (get_bool(body, "inpainting_mask_invert", false)) {
+        float* p = req.mask.data<float>();
+        for (int64_t i = 0, n = req.mask.numel(); i < n; ++i) p[i] = 1.0f - p[i];
+      }
+    }
+  }
+
+  json p = img2img && get_bool(body, "include_init_images", false) ? body : base_parameters(body);
+  p["prompt"] = req.prompt;
+  p["negative_prompt"] = req.negative_prompt;
+  p["seed"] = seed;
+  p["sampler_name"] = sampler;
+  p["scheduler"] = get_string(body, "scheduler", "automatic");
+  p["batch_size"] = req.batch_size;
+  p["n_iter"] = req.batch_count;
+  p["steps"] = req.steps;
+  p["cfg_scale"] = req.cfg_scale;
+  p["width"] = req.width;
+  p["height"] = req.height;
+  if (img2img) p["denoising_strength"] = req.strength;
+  p["model"] = spec.model.name;
+  spec.parameters = std::move(p);
+  return spec;
+}
+
+json a1111_response(const JobInfo& job) {
+  const auto& spec = *job.spec;
+  const auto& req = spec.req;
+  json images = json::array(), seeds = json::array(), infotexts = json::array(),
+       prompts = json::array(), negatives = json::array();
+  for (const auto& im : job.images) {
+    if (!spec.parameters.value("send_images", true)) break;
+    images.push_back(base64_encode(im.png));
+  }
+  for (const auto& im : job.images) {
+    seeds.push_back(im.seed);
+    infotexts.push_back(im.infotext);
+    prompts.push_back(req.prompt);
+    negatives.push_back(req.negative_prompt);
+  }
+  json info = {{"prompt", req.prompt},
+               {"all_prompts", prompts},
+               {"negative_prompt", req.negative_prompt},
+               {"all_negative_prompts", negatives},
+               {"seed", job.images.empty() ? req.seed : job.images.front().seed},
+               {"all_seeds", seeds},
+               {"subseed", -1},
+               {"all_subseeds", json::array()},
+               {"width", req.width},
+               {"height", req.height},
+               {"sampler_name", pipeline::a1111_sampler_name(req.sampler)},
+               {"scheduler", req.scheduler == "default" ? "automatic" : req.scheduler},
+               {"cfg_scale", req.cfg_scale},
+               {"steps", req.steps},
+               {"batch_size", req.batch_size},
+               {"n_iter", req.batch_count},
+               {"clip_skip", job.clip_skip},
+               {"sd_model_name", spec.model.stem()},
+               {"sd_model_checkpoint", spec.model.name},
+               {"infotexts", infotexts},
+               {"job_id", job.id},
+               {"version", "diffuse 0.1.0"}};
+  if (req.init_image.defined()) info["denoising_strength"] = req.strength;
+  return {{"images", images}, {"parameters", spec.parameters}, {"info", info.dump()}};
+}
+
+JobSpec openai_job(const json& body, const ModelDirectory& models, const RequestDefaults& d) {
+  JobSpec spec;
+  spec.kind = "openai";
+  auto& req = spec.req;
+  const json* prompt = field(body, "prompt");
+  if (!prompt) bad_field("prompt", "a prompt is required");
+  req.prompt = get_string(body, "prompt", "");
+  spec.model = common_settings(body, req, models, d);
+  req.batch_size = int(get_int(body, "n", 1, 1, 10));
+  const std::string size = get_string(body, "size", "512x512");
+  const size_t x = size.find('x');
+  int64_t w = 0, h = 0;
+  try {
+    size_t a = 0, b = 0;
+    if (x == std::string::npos) throw std::invalid_argument("no x");
+    w = std::stoll(size.substr(0, x), &a);
+    h = std::stoll(size.substr(x + 1), &b);
+    if (a != x || b != size.size() - x - 1) throw std::invalid_argument("trailing text");
+  } catch (const std::exception&) {
+    bad_field("size", "expected WIDTHxHEIGHT (e.g. 512x512), got '" + size + "'");
+  }
+  req.width = check_size("size", w, d.max_size);
+  req.height = check_size("size", h, d.max_size);
+  const std::string format = get_string(body, "response_format", "b64_json");
+  if (format != "b64_json")
+    bad_field("response_format", "only b64_json is supported, got '" + format + "'");
+  req.negative_prompt = get_string(body, "negative_prompt", "");
+  req.steps = int(get_int(body, "steps", 20, 1, 1000));
+  req.cfg_scale = float(get_number(body, "cfg_scale", 7.0, 0.0, 100.0));
+  const int64_t seed =
+      get_int(body, "seed", -1, std::numeric_limits<int64_t>::min(), int64_t(1) << 53);
+  req.seed = resolve_seed(seed);
+  set_sampler(req, "sampler", get_string(body, "sampler", "Euler"),
+              get_string(body, "scheduler", ""));
+  spec.parameters = body;
+  spec.parameters["model"] = spec.model.name;
+  spec.parameters["seed"] = seed;
+  return spec;
+}
+
+json openai_response(const JobInfo& job) {
+  json data = json::array();
+  for (const auto& im : job.images)
+    data.push_back({{"b64_json", base64_encode(im.png)},
+                    {"revised_prompt", job.spec->req.prompt},
+                    {"seed", im.seed}});
+  return {{"created", int64_t(unix_seconds(job.finished))}, {"data", data}};
+}
+
+json job_json(const JobInfo& job, bool with_images) {
+  const auto& spec = *job.spec;
+  json j = {{"id", job.id},
+            {"kind", spec.kind},
+            {"state", job_state_name(job.state)},
+            {"model", spec.model.name},
+            {"progress", job.progress},
+            {"eta", job.eta_seconds},
+            {"step", job.step},
+            {"steps", job.steps},
+            {"seed", spec.req.seed},
+            {"created", job.created},
+            {"parameters", spec.parameters}};
+  if (job.queue_position >= 0) j["queue_position"] = job.queue_position;
+  if (job.started > 0) j["started"] = job.started;
+  if (job.finished > 0) j["finished"] = job.finished;
+  if (!job.error.empty()) {
+    j["error"] = job.error;
+    j["detail"] = job.detail;
+    if (job.error_status) j["status"] = job.error_status;
+  }
+  if (with_images && job.state == JobState::Done) {
+    json images = json::array();
+    for (const auto& im : job.images)
+      images.push_back(
+          {{"image", base64_encode(im.png)}, {"seed", im.seed}, {"infotext", im.infotext}});
+    j["images"] = images;
+  }
+  return j;
+}
+
+json a1111_samplers() {
+  json out = json::array();
+  for (const auto& s : sampling::sampler_names())
+    out.push_back(
+        {{"name", pipeline::a1111_sampler_name(s)}, {"aliases", {s}}, {"options", json::object()}});
+  return out;
+}
+
+json a1111_schedulers() {
+  auto entry = [](const char* name, const char* label, json aliases) {
+    return json{{"name", name},
+                {"label", label},
+                {"aliases", aliases},
+                {"default_rho", -1},
+                {"need_inner_model", false}};
+  };
+  return json::array({entry("automatic", "Automatic", json::array({"default"})),
+                      entry("karras", "Karras", json::array()),
+                      entry("trailing", "Trailing", json::array())});
+}
+
+}  // namespace diffuse::server

@@ -1,0 +1,428 @@
+#include "apps/server/server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "apps/server/api_error.h"
+#include "apps/server/api_requests.h"
+#include "apps/server/base64.h"
+#include "apps/server/model_dir.h"
+#include "apps/server/web_assets.h"
+#include "core/error.h"
+
+namespace diffuse::server {
+
+using httplib::Request;
+using httplib::Response;
+using nlohmann::json;
+
+namespace {
+
+constexpr size_t kMaxBody = size_t(64) << 20;  // base64 images included
+
+void send_json(Response& res, int status, const json& j) {
+  res.status = status;
+  res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+void send_error(Response& res, int status, const std::string& error, const std::string& detail) {
+  send_json(res, status, {{"error", error}, {"detail", detail}});
+}
+
+// Compares without an early exit, so the time taken does not tell how much of a key matched.
+bool same_key(const std::string& a, const std::string& b) {
+  unsigned diff = unsigned(a.size() != b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    diff |= unsigned(uint8_t(a[i]) ^ uint8_t(i < b.size() ? b[i] : 0));
+  return diff == 0;
+}
+
+// The key a request carries: "Authorization: Bearer KEY", "Authorization: Basic
+// base64(user:KEY)" (A1111's --api-auth clients) or "X-API-Key: KEY".
+std::string request_key(const Request& req) {
+  if (req.has_header("X-API-Key")) return req.get_header_value("X-API-Key");
+  const std::string auth = req.get_header_value("Authorization");
+  if (auth.rfind("Bearer ", 0) == 0) return auth.substr(7);
+  if (auth.rfind("Basic ", 0) == 0) {
+    try {
+      const std::string userpass = base64_decode(auth.substr(6));
+      const size_t colon = userpass.find(':');
+      return colon == std::string::npos ? userpass : userpass.substr(colon + 1);
+    } catch (const std::exception&) {
+      return "";
+    }
+  }
+  return "";
+}
+
+std::string job_timestamp(double t) {
+  const std::time_t tt = std::time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d%H%M%S", &tm);
+  return buf;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  ServerOptions opt;
+  ModelDirectory models;
+  JobQueue queue;
+  httplib::Server http;
+  std::mutex options_mu;
+  RequestDefaults defaults;  // guarded by options_mu
+  int bound_port = -1;
+  std::thread thread;
+  std::mutex stop_mu;
+  bool stopped = false;
+
+  explicit Impl(ServerOptions o)
+      : opt(std::move(o)),
+        models(opt.model_dir),
+        queue([this](const ModelEntry& m) { return load_model(m); }, opt.max_queue, 256,
+              opt.threads) {
+    DF_CHECK(opt.max_size >= 8, "--max-size must be at least 8, got ", opt.max_size);
+    defaults.max_size = opt.max_size;
+    if (!opt.default_model.empty()) {
+      try {
+        defaults.model = models.find(opt.default_model).name;
+      } catch (const ApiError& e) {
+        DF_FAIL("model ", opt.default_model, ": ", e.error, ": ", e.detail);
+      }
+    } else if (auto all = models.list(); !all.empty()) {
+      defaults.model = all.front().name;
+    }
+    routes();
+  }
+
+  std::unique_ptr<pipeline::ModelBundle> load_model(const ModelEntry& m) {
+    pipeline::BundleOptions bo;
+    bo.data_dir = opt.data_dir;
+    bo.config_dir = opt.config_dir;
+    bo.precision = opt.precision;
+    if (opt.log_requests) std::fprintf(stderr, "diffuse serve: loading %s\n", m.name.c_str());
+    return pipeline::ModelBundle::open(m.path, bo);
+  }
+
+  RequestDefaults current_defaults() {
+    std::lock_guard<std::mutex> lk(options_mu);
+    return defaults;
+  }
+
+  // Every handler runs through this: any exception becomes a JSON error, never a crash.
+  static httplib::Server::Handler guard(std::function<void(const Request&, Response&)> fn) {
+    return [fn = std::move(fn)](const Request& req, Response& res) {
+      try {
+        fn(req, res);
+      } catch (const ApiError& e) {
+        send_error(res, e.status, e.error, e.detail);
+      } catch (const json::exception& e) {
+        send_error(res, 422, "invalid request", e.what());
+      } catch (const std::bad_alloc&) {
+        send_error(res, 500, "internal error", "out of memory");
+      } catch (const std::exception& e) {
+        send_error(res, 500, "internal error", e.what());
+      } catch (...) {
+        send_error(res, 500, "internal error", "unknown exception");
+      }
+    };
+  }
+
+  // Runs a job to its end (as A1111's synchronous endpoints do) and answers with `respond`.
+  void run_sync(JobSpec spec, Response& res, const std::function<json(const JobInfo&)>& respond) {
+    const std::string id = queue.submit(std::move(spec));
+    auto info = queue.wait(id);
+    if (!info) throw ApiError(500, "job lost", "job " + id + " is gone");
+    if (info->state == JobState::Done) return send_json(res, 200, respond(*info));
+    if (info->state == JobState::Cancelled)
+      throw ApiError(409, "cancelled", "job " + id + " was interrupted: " + info->detail);
+    throw ApiError(info->error_status ? info->error_status : 500, info->error, info->detail);
+  }
+
+  json options_json() {
+    std::lock_guard<std::mutex> lk(options_mu);
+    return {{"sd_model_checkpoint", defaults.model},
+            {"CLIP_stop_at_last_layers", defaults.clip_skip > 0 ? defaults.clip_skip : 1},
+            {"samples_format", "png"}};
+  }
+
+  json progress_json() {
+    json state = {{"skipped", false},
+                  {"interrupted", false},
+                  {"job", ""},
+                  {"job_count", int64_t(queue.queued())},
+                  {"job_timestamp", "0"},
+                  {"job_no", 0},
+                  {"sampling_step", 0},
+                  {"sampling_steps", 0}};
+    auto cur = queue.current();
+    if (!cur)
+      return {{"progress", 0.0},
+              {"eta_relative", 0.0},
+              {"state", state},
+              {"current_image", nullptr},
+              {"textinfo", nullptr}};
+    state["job"] = cur->id;
+    state["job_count"] = state["job_count"].get<int64_t>() + 1;
+    state["job_timestamp"] = job_timestamp(cur->started);
+    state["sampling_step"] = cur->step;
+    state["sampling_steps"] = cur->steps;
+    return {{"progress", cur->progress},
+            {"eta_relative", cur->eta_seconds},
+            {"state", state},
+            {"current_image", nullptr},
+            {"textinfo", str("step ", cur->step, "/", cur->steps)},
+            {"id_live_preview", -1}};
+  }
+
+  json stats_json() {
+    const auto s = queue.stats();
+    auto cur = queue.current();
+    return {{"submitted", s.submitted},
+            {"served", s.done},
+            {"failed", s.failed},
+            {"cancelled", s.cancelled},
+            {"refused", s.refused},
+            {"queued", s.waited},
+            {"max_queue_depth", s.max_depth},
+            {"waiting", int64_t(queue.queued())},
+            {"running", cur ? cur->id : std::string()},
+            {"resident_model", queue.resident_model()}};
+  }
+
+  void routes();
+};
+
+void Server::Impl::routes() {
+  http.new_task_queue = [n = size_t(std::max(4, opt.http_threads))] {
+    return new httplib::ThreadPool(n);
+  };
+  http.set_payload_max_length(kMaxBody);
+  http.set_read_timeout(30, 0);
+
+  http.set_pre_routing_handler([this](const Request& req, Response& res) {
+    if (opt.api_key.empty() || (req.method == "GET" && find_web_asset(req.path)))
+      return httplib::Server::HandlerResponse::Unhandled;
+    if (same_key(request_key(req), opt.api_key)) return httplib::Server::HandlerResponse::Unhandled;
+    res.set_header("WWW-Authenticate", "Bearer realm=\"diffuse\"");
+    send_error(res, 401, "unauthorized", "this server needs an API key: Authorization: Bearer KEY");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  // Statuses that httplib sets itself (no route, body too large...) get a JSON body too.
+  http.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const Request& req, Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        if (res.status == 404)
+          send_error(res, 404, "not found", req.method + " " + req.path + " is not an endpoint");
+        else if (res.status == 413)
+          send_error(res, 413, "request too large", str("the body is over ", kMaxBody, " bytes"));
+        else
+          send_error(res, res.status, "bad request", "HTTP status " + std::to_string(res.status));
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  http.set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    send_error(res, 500, "internal error", what);
+  });
+  if (opt.log_requests)
+    http.set_logger([](const Request& req, const Response& res) {
+      std::fprintf(stderr, "diffuse serve: %s %s %d\n", req.method.c_str(), req.path.c_str(),
+                   res.status);
+    });
+
+  // The web page.
+  http.Get(R"(/|/[A-Za-z0-9_.-]+\.(html|js|css|svg))", guard([](const Request& req, Response& res) {
+             const WebAsset* a = find_web_asset(req.path);
+             if (!a) throw ApiError(404, "not found", req.path + " is not a page");
+             res.set_header("Cache-Control", "no-cache");
+             res.set_content(reinterpret_cast<const char*>(a->data), a->size, a->mime);
+           }));
+
+  http.Get("/health", guard([this](const Request&, Response& res) {
+             send_json(res, 200, {{"status", "ok"}, {"version", "0.1.0"}, {"queue", stats_json()}});
+           }));
+
+  // AUTOMATIC1111's API.
+  http.Get("/sdapi/v1/sd-models", guard([this](const Request&, Response& res) {
+             json out = json::array();
+             for (const auto& m : models.list())
+               out.push_back({{"title", m.name},
+                              {"model_name", m.stem()},
+                              {"hash", nullptr},
+                              {"sha256", nullptr},
+                              {"filename", m.name},
+                              {"config", nullptr},
+                              {"type", m.kind}});
+             send_json(res, 200, out);
+           }));
+  http.Post("/sdapi/v1/refresh-checkpoints",
+            guard([](const Request&, Response& res) { send_json(res, 200, json::object()); }));
+  http.Get("/sdapi/v1/samplers",
+           guard([](const Request&, Response& res) { send_json(res, 200, a1111_samplers()); }));
+  http.Get("/sdapi/v1/schedulers",
+           guard([](const Request&, Response& res) { send_json(res, 200, a1111_schedulers()); }));
+  http.Get("/sdapi/v1/options",
+           guard([this](const Request&, Response& res) { send_json(res, 200, options_json()); }));
+  http.Post("/sdapi/v1/options", guard([this](const Request& req, Response& res) {
+              const json body = parse_json_object(req.body);
+              std::string model;
+              int64_t clip = -1;
+              if (auto it = body.find("sd_model_checkpoint"); it != body.end()) {
+                if (!it->is_string())
+                  throw ApiError(422, "invalid field 'sd_model_checkpoint'",
+                                 "expected a model name");
+                model = models.find(it->get<std::string>()).name;
+              }
+              if (auto it = body.find("CLIP_stop_at_last_layers"); it != body.end()) {
+                if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > 48)
+                  throw ApiError(422, "invalid field 'CLIP_stop_at_last_layers'",
+                                 "expected an integer from 1 to 48, got " + it->dump());
+                clip = it->get<int64_t>();
+              }
+              {
+                std::lock_guard<std::mutex> lk(options_mu);
+                if (!model.empty()) defaults.model = model;
+                if (clip > 0) defaults.clip_skip = clip <= 1 ? 0 : clip;
+              }
+              send_json(res, 200, options_json());
+            }));
+  http.Get("/sdapi/v1/progress",
+           guard([this](const Request&, Response& res) { send_json(res, 200, progress_json()); }));
+  http.Post("/sdapi/v1/interrupt", guard([this](const Request&, Response& res) {
+              send_json(res, 200, {{"interrupted", queue.interrupt()}});
+            }));
+  http.Post("/sdapi/v1/txt2img", guard([this](const Request& req, Response& res) {
+              run_sync(a1111_job(parse_json_object(req.body), false, models, current_defaults()),
+                       res, a1111_response);
+            }));
+  http.Post("/sdapi/v1/img2img", guard([this](const Request& req, Response& res) {
+              run_sync(a1111_job(parse_json_object(req.body), true, models, current_defaults()),
+                       res, a1111_response);
+            }));
+
+  // OpenAI's API.
+  http.Post("/v1/images/generations", guard([this](const Request& req, Response& res) {
+              run_sync(openai_job(parse_json_object(req.body), models, current_defaults()), res,
+                       openai_response);
+            }));
+  http.Get("/v1/models", guard([this](const Request&, Response& res) {
+             json data = json::array();
+             for (const auto& m : models.list())
+               data.push_back({{"id", m.name}, {"object", "model"}, {"owned_by", "diffuse"}});
+             send_json(res, 200, {{"object", "list"}, {"data", data}});
+           }));
+
+  // The job API (the web page's): submit, poll, cancel.
+  http.Post("/api/jobs", guard([this](const Request& req, Response& res) {
+              const json body = parse_json_object(req.body);
+              JobSpec spec =
+                  a1111_job(body, body.contains("init_images"), models, current_defaults());
+              const std::string id = queue.submit(std::move(spec));
+              auto info = queue.info(id, false);
+              if (!info) throw ApiError(500, "job lost", id);
+              send_json(res, 202, job_json(*info, false));
+            }));
+  http.Get("/api/jobs", guard([this](const Request&, Response& res) {
+             json jobs = json::array();
+             for (const auto& j : queue.list()) jobs.push_back(job_json(j, false));
+             send_json(res, 200, {{"jobs", jobs}, {"stats", stats_json()}});
+           }));
+  http.Get(R"(/api/jobs/([0-9a-f]{1,32}))", guard([this](const Request& req, Response& res) {
+             auto info = queue.info(req.matches[1]);
+             if (!info) throw ApiError(404, "unknown job", "no job " + std::string(req.matches[1]));
+             send_json(res, 200, job_json(*info, true));
+           }));
+  http.Get(R"(/api/jobs/([0-9a-f]{1,32})/images/([0-9]{1,4})\.png)",
+           guard([this](const Request& req, Response& res) {
+             auto info = queue.info(req.matches[1]);
+             if (!info) throw ApiError(404, "unknown job", "no job " + std::string(req.matches[1]));
+             const size_t i = std::stoul(req.matches[2]);
+             if (i >= info->images.size())
+               throw ApiError(404, "no such image",
+                              "the job has " + std::to_string(info->images.size()) + " images");
+             res.set_content(info->images[i].png, "image/png");
+           }));
+  auto cancel = guard([this](const Request& req, Response& res) {
+    const std::string id = req.matches[1];
+    if (!queue.cancel(id)) throw ApiError(404, "unknown job", "no job " + id);
+    auto info = queue.info(id, false);
+    if (!info) throw ApiError(404, "unknown job", "no job " + id);
+    send_json(res, 200, job_json(*info, false));
+  });
+  http.Post(R"(/api/jobs/([0-9a-f]{1,32})/cancel)", cancel);
+  http.Delete(R"(/api/jobs/([0-9a-f]{1,32}))", cancel);
+  http.Get("/api/stats",
+           guard([this](const Request&, Response& res) { send_json(res, 200, stats_json()); }));
+}
+
+Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Server::~Server() {
+  stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+int Server::bind() {
+  auto& im = *impl_;
+  if (im.bound_port > 0) return im.bound_port;
+  int port = im.opt.port;
+  if (port == 0) {
+    port = im.http.bind_to_any_port(im.opt.host);
+  } else if (!im.http.bind_to_port(im.opt.host, port)) {
+    port = -1;
+  }
+  DF_CHECK(port > 0, "cannot listen on ", im.opt.host, ":", im.opt.port,
+           " (in use, or not an address of this machine)");
+  im.bound_port = port;
+  return port;
+}
+
+void Server::listen() {
+  bind();
+  impl_->http.listen_after_bind();
+}
+
+void Server::start() {
+  bind();
+  impl_->thread = std::thread([this] { impl_->http.listen_after_bind(); });
+  for (int i = 0; i < 5000 && !impl_->http.is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+void Server::stop() {
+  auto& im = *impl_;
+  {
+    std::lock_guard<std::mutex> lk(im.stop_mu);
+    if (im.stopped) return;
+    im.stopped = true;
+  }
+  im.queue.shutdown();  // wakes the requests that wait on jobs
+  im.http.stop();
+  if (im.thread.joinable() && im.thread.get_id() != std::this_thread::get_id()) im.thread.join();
+}
+
+int Server::port() const {
+  return impl_->bound_port;
+}
+const ServerOptions& Server::options() const {
+  return impl_->opt;
+}
+JobQueue& Server::jobs() {
+  return impl_->queue;
+}
+
+}  // namespace diffuse::server

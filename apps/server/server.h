@@ -1,0 +1,58 @@
+// diffuse's HTTP server: AUTOMATIC1111's /sdapi/v1 API, an OpenAI-style
+// /v1/images/generations, a job API (/api/jobs) and the web page at /. Models are the entries
+// of one folder, loaded on demand, one resident at a time; a JobQueue runs one generation at a
+// time. Every handler answers errors as JSON {"error", "detail"} with a 4xx/5xx status and the
+// server goes on serving.
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "apps/server/jobs.h"
+#include "pipeline/model_bundle.h"
+
+namespace diffuse::server {
+
+struct ServerOptions {
+  std::string model_dir;           // the models offered (required)
+  std::string host = "127.0.0.1";  // loopback unless told otherwise
+  int port = 7860;                 // 0 = any free port (see Server::port())
+  std::string api_key;             // when set, every API request must carry it
+  int max_size = 2048;             // largest width or height in pixels
+  std::string default_model;       // initial sd_model_checkpoint; default: the first model
+  std::string data_dir;            // fetched registry data (CLIP merges for single files)
+  std::string config_dir;          // diffusers config folder for single files (optional)
+  pipeline::Precision precision = pipeline::Precision::Fp32;
+  size_t max_queue = 256;     // jobs waiting at most; more are refused with 503
+  int threads = 0;            // CPU threads per generation (0: all cores)
+  int http_threads = 32;      // connections served at once
+  bool log_requests = false;  // one line per request on stderr
+};
+
+class Server {
+ public:
+  // Checks the model dir and the default model; throws diffuse::Error.
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds the listening socket; returns the port. Throws when it cannot.
+  int bind();
+  // Serves until stop() (binds first when bind() was not called).
+  void listen();
+  // bind() and listen() on a background thread; returns once requests are answered.
+  void start();
+  // Stops listening and cancels the jobs (safe from any thread, and more than once).
+  void stop();
+
+  int port() const;
+  const ServerOptions& options() const;
+  JobQueue& jobs();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace diffuse::server
