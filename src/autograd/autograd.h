@@ -59,6 +59,22 @@ class NoGradGuard : public GradModeGuard {
   NoGradGuard() : GradModeGuard(false) {}
 };
 
+// ---- mixed precision ----
+// bf16 autocast (as torch.autocast("cpu", dtype=torch.bfloat16)): inside the scope, linear and
+// conv2d run their products in bf16 (weights and inputs rounded to bf16, f32 accumulation) with
+// f32 outputs; every other op stays f32. Gradients reach the f32 (master) weights in f32.
+bool autocast_bf16();
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(bool bf16 = true);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
 // ---- tensors ----
 inline bool requires_grad(const Tensor& t) {
   const auto& m = t.autograd_meta();
@@ -81,6 +97,10 @@ Tensor detach(const Tensor& t);
 // leaves' grad. `grad` is d(objective)/d(root): ones when undefined (root must then have one
 // element). The graph is freed as it is walked (saved tensors are released).
 void backward(const Tensor& root, const Tensor& grad = Tensor());
+
+// Nodes of the graph that computed `root` still to be run by a backward pass (a measure of the
+// memory the graph holds; checkpointed segments count as one node).
+int64_t graph_size(const Tensor& root);
 
 // ---- recording (for the implementation of differentiable functions) ----
 // True when an op over these inputs must be recorded.

@@ -16,22 +16,25 @@ Tensor checkpoint(const Segment& fn, const std::vector<Tensor>& inputs) {
     out = fn(saved);
   }
   // Recorded even when no input requires a gradient: parameters inside fn may.
-  return record("checkpoint", plain(out), ptrs,
-                [fn, saved](const Tensor& g, const std::vector<bool>& needs) {
-                  std::vector<Tensor> in = saved;
-                  for (size_t i = 0; i < in.size(); ++i)
-                    if (needs[i]) set_requires_grad(in[i]);
-                  Tensor y;
-                  {
-                    GradModeGuard on(true);
-                    y = fn(in);
-                  }
-                  if (requires_grad(y)) backward(y, g);
-                  std::vector<Tensor> grads(in.size());
-                  for (size_t i = 0; i < in.size(); ++i)
-                    if (needs[i]) grads[i] = grad(in[i]);
-                  return grads;
-                });
+  // The recomputation runs under the forward's autocast mode, whatever the backward's is.
+  return record(
+      "checkpoint", plain(out), ptrs,
+      [fn, saved, bf16 = autocast_bf16()](const Tensor& g, const std::vector<bool>& needs) {
+        std::vector<Tensor> in = saved;
+        for (size_t i = 0; i < in.size(); ++i)
+          if (needs[i]) set_requires_grad(in[i]);
+        Tensor y;
+        {
+          GradModeGuard on(true);
+          AutocastGuard cast(bf16);
+          y = fn(in);
+        }
+        if (requires_grad(y)) backward(y, g);
+        std::vector<Tensor> grads(in.size());
+        for (size_t i = 0; i < in.size(); ++i)
+          if (needs[i]) grads[i] = grad(in[i]);
+        return grads;
+      });
 }
 
 }  // namespace diffuse::autograd

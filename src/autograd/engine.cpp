@@ -1,5 +1,6 @@
 // The tape's engine: grad mode, leaves, recording, and the backward walk.
 #include <unordered_map>
+#include <unordered_set>
 
 #include "autograd/autograd.h"
 #include "autograd/kernels/kernels.h"
@@ -9,6 +10,7 @@ namespace diffuse::autograd {
 
 namespace {
 thread_local bool g_grad_enabled = true;
+thread_local bool g_autocast_bf16 = false;
 
 // A leaf's gradient is owned by the leaf (a private contiguous buffer), so it can be updated in
 // place (accumulation, clipping) without touching a tensor that another leaf may share.
@@ -37,6 +39,34 @@ GradModeGuard::GradModeGuard(bool enabled) : prev_(g_grad_enabled) {
 }
 GradModeGuard::~GradModeGuard() {
   g_grad_enabled = prev_;
+}
+
+bool autocast_bf16() {
+  return g_autocast_bf16;
+}
+
+AutocastGuard::AutocastGuard(bool bf16) : prev_(g_autocast_bf16) {
+  g_autocast_bf16 = bf16;
+}
+AutocastGuard::~AutocastGuard() {
+  g_autocast_bf16 = prev_;
+}
+
+int64_t graph_size(const Tensor& root) {
+  const auto& m = root.autograd_meta();
+  if (!m || !m->grad_fn) return 0;
+  std::unordered_set<Node*> seen{m->grad_fn.get()};
+  std::vector<Node*> stack{m->grad_fn.get()};
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (const auto& in : n->inputs)
+      if (in && in->grad_fn && n->fn && seen.insert(in->grad_fn.get()).second)
+        stack.push_back(in->grad_fn.get());
+  }
+  int64_t live = 0;
+  for (Node* n : seen) live += n->fn ? 1 : 0;
+  return live;
 }
 
 void set_requires_grad(Tensor& t, bool on) {

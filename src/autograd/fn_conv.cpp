@@ -10,12 +10,14 @@ using Grads = std::vector<Tensor>;
 using Needs = std::vector<bool>;
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride, int64_t pad_top,
+Tensor conv2d(const Tensor& x, const Tensor& w_, const Tensor& b, int64_t stride, int64_t pad_top,
               int64_t pad_bottom, int64_t pad_left, int64_t pad_right) {
+  // autocast: the bf16 copy runs the convolution (and the input gradient); w_ gets the gradient
+  const Tensor w = autocast_bf16() && w_.dtype() == DType::F32 ? w_.to(DType::BF16) : w_;
   Tensor out = ops::conv2d(x, w, b, stride, pad_top, pad_bottom, pad_left, pad_right);
-  if (!needs_graph(x, w, b)) return out;
+  if (!needs_graph(x, w_, b)) return out;
   const kernels::ConvGeometry geo{stride, pad_top, pad_bottom, pad_left, pad_right};
-  return record("conv2d", out, {&x, &w, &b},
+  return record("conv2d", out, {&x, &w_, &b},
                 [x = detach(x), w = detach(w), geo](const Tensor& g, const Needs& n) -> Grads {
                   Grads r(3);
                   const Tensor wf = w.dtype() == DType::F32 ? w : w.to(DType::F32);

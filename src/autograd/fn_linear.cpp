@@ -15,10 +15,12 @@ Tensor f32_weight(const Tensor& w) {
 }
 }  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+Tensor linear(const Tensor& x, const Tensor& w_, const Tensor& b) {
+  // autocast: the bf16 copy runs the product (and the input gradient); w_ gets the gradient
+  const Tensor w = autocast_bf16() && w_.dtype() == DType::F32 ? w_.to(DType::BF16) : w_;
   Tensor out = ops::linear(x, w, b);
-  if (!needs_graph(x, w, b)) return out;
-  return record("linear", out, {&x, &w, &b},
+  if (!needs_graph(x, w_, b)) return out;
+  return record("linear", out, {&x, &w_, &b},
                 [x = detach(x), w = detach(w)](const Tensor& g, const Needs& n) -> Grads {
                   const int64_t in = w.size(1), nout = w.size(0);
                   const Tensor g2 = g.reshape({-1, nout});  // [..., out] -> [(...), out]

@@ -2,6 +2,8 @@
 // noising, targets, loss and the gradient of every parameter; three AdamW steps; min-SNR weights.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "autograd/autograd.h"
 #include "io/model_files.h"
 #include "io/safetensors.h"
@@ -115,8 +117,45 @@ TEST(UNetTraining, CheckpointedGradientsMatch) {
   const Tensor loss = train::diffusion_loss(
       unet->forward(noisy, as_float(s.timesteps), s.ref.at("context")), s.ref.at("noise"));
   EXPECT_REL_NEAR(loss.reshape({1}), s.ref.at("eps.loss"), 1e-5);
+  // The graph keeps a node per segment instead of one per op inside it.
+  const int64_t kept = autograd::graph_size(loss);
+  {
+    unet->set_gradient_checkpointing(false);
+    const Tensor full = unet->forward(noisy, as_float(s.timesteps), s.ref.at("context"));
+    EXPECT_LT(4 * kept, autograd::graph_size(full)) << kept << " nodes with checkpointing";
+    unet->set_gradient_checkpointing(true);
+  }
   autograd::backward(loss);
   test::expect_grads_match(params, s.ref, "eps.grad.", kGradTol);
+}
+
+TEST(UNetTraining, Bf16AutocastStaysClose) {
+  DF_SETUP(s);
+  std::vector<nn::Module::ParamRef> params;
+  auto unet = trainable_unet(s, &params);
+  const Tensor noisy = train::add_noise(s.schedule, s.ref.at("x0"), s.ref.at("noise"), s.timesteps);
+  Tensor pred;
+  {
+    autograd::AutocastGuard bf16;
+    pred = unet->forward(noisy, as_float(s.timesteps), s.ref.at("context"));
+  }
+  const Tensor loss = train::diffusion_loss(pred, s.ref.at("noise"));
+  const double le = std::abs(loss.item() / s.ref.at("eps.loss").item() - 1.0);
+  EXPECT_GT(le, 0.0);  // bf16 products did run
+  EXPECT_LT(le, 1e-2);
+  autograd::backward(loss);
+  double num = 0, den = 0;  // over every gradient at once
+  for (const auto& p : params) {
+    const auto a = autograd::grad(*p.tensor).to_float_vector();
+    const auto r = s.ref.at("eps.grad." + p.name).to_float_vector();
+    for (size_t i = 0; i < a.size(); ++i) {
+      num += (double(a[i]) - r[i]) * (double(a[i]) - r[i]);
+      den += double(r[i]) * r[i];
+    }
+  }
+  std::printf("[ info ] bf16 autocast: loss error %.3g, gradient error %.3g\n", le,
+              std::sqrt(num / den));
+  EXPECT_LT(std::sqrt(num / den), 5e-2);
 }
 
 TEST(UNetTraining, VPredictionLossMatches) {

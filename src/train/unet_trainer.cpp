@@ -1,0 +1,63 @@
+#include "train/unet_trainer.h"
+
+#include "autograd/functions.h"
+
+namespace diffuse::train {
+
+UNetTrainer::UNetTrainer(models::UNet2DConditionModel& unet, NoiseSchedule schedule,
+                         UNetTrainOptions o)
+    : unet_(unet),
+      schedule_(std::move(schedule)),
+      o_(o),
+      params_(make_trainable(unet)),
+      accum_(o.grad_accumulation),
+      rng_(o.seed) {
+  opt_ = std::make_unique<AdamW>(slots(params_), o_.adamw);
+  if (o_.ema) ema_ = std::make_unique<Ema>(slots(params_), *o_.ema);
+  unet_.set_gradient_checkpointing(o_.gradient_checkpointing);
+}
+
+TrainStepResult UNetTrainer::step(const Tensor& x0, const Tensor& context) {
+  DF_CHECK(x0.dim() == 4, "train: latents must be [B, C, h, w], got ", x0.desc());
+  const Tensor noise = rng_.randn(x0.shape());
+  std::vector<int64_t> t;
+  const uint32_t n = uint32_t(schedule_.num_train_timesteps());
+  for (int64_t i = 0; i < x0.size(0); ++i) t.push_back(int64_t(rng_.next_u32() % n));
+  return step(x0, context, noise, t);
+}
+
+TrainStepResult UNetTrainer::step(const Tensor& x0, const Tensor& context, const Tensor& noise_in,
+                                  const std::vector<int64_t>& timesteps) {
+  namespace F = autograd;
+  Tensor noise = noise_in;
+  if (o_.noise_offset != 0)
+    noise = offset_noise(noise, rng_.randn({x0.size(0), x0.size(1), 1, 1}), o_.noise_offset);
+  const Tensor noisy = add_noise(schedule_, x0, noise, timesteps);
+  const Tensor target = prediction_target(o_.prediction, schedule_, x0, noise, timesteps);
+  const std::vector<float> tf(timesteps.begin(), timesteps.end());
+  Tensor pred;
+  {
+    F::AutocastGuard cast(o_.bf16);
+    pred = unet_.forward(noisy, tf, context);
+  }
+  const std::vector<float> w =
+      o_.min_snr_gamma > 0 ? min_snr_weights(schedule_, timesteps, o_.min_snr_gamma, o_.prediction)
+                           : std::vector<float>();
+  const Tensor loss = diffusion_loss(pred, target, w);
+  F::backward(accum_.scale_loss(loss));
+
+  TrainStepResult r;
+  r.loss = loss.item();
+  if (!accum_.micro_batch_done()) return r;
+  const auto params = slots(params_);
+  if (o_.max_grad_norm > 0) r.grad_norm = clip_grad_norm(params, o_.max_grad_norm);
+  r.lr = float(double(o_.adamw.lr) * o_.lr_schedule.factor(opt_->steps()));
+  opt_->set_lr(r.lr);
+  opt_->step();
+  opt_->zero_grad();
+  if (ema_) ema_->update();
+  r.stepped = true;
+  return r;
+}
+
+}  // namespace diffuse::train
