@@ -281,6 +281,7 @@ JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
   p["height"] = req.height;
   if (img2img) p["denoising_strength"] = req.strength;
   p["model"] = spec.model.name;
+  p["send_images"] = get_bool(body, "send_images", true);
   spec.parameters = std::move(p);
   return spec;
 }

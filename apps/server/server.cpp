@@ -87,7 +87,7 @@ struct Server::Impl {
   explicit Impl(ServerOptions o)
       : opt(std::move(o)),
         models(opt.model_dir),
-        queue([this](const ModelEntry& m) { return load_model(m); }, opt.max_queue, 256,
+        queue([this](const ModelEntry& m) { return load_model(m); }, opt.max_queue, 128,
               opt.threads) {
     DF_CHECK(opt.max_size >= 8, "--max-size must be at least 8, got ", opt.max_size);
     defaults.max_size = opt.max_size;

@@ -45,32 +45,47 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "diffuse-ui-"));
 fs.mkdirSync(path.join(tmp, "models"));
 fs.symlinkSync(path.join(refDir, tiny, "diffusers"), path.join(tmp, "models", tiny));
 
-let server, context;
+const servers = [];
+let context;
 const watchdog = setTimeout(() => { console.error("FAIL: timed out"); cleanup(); process.exit(1); }, 240000);
 
 function cleanup() {
-  try { if (server && server.exitCode === null) server.kill("SIGTERM"); } catch (e) { /* gone */ }
+  for (const p of servers) {
+    try { if (p.exitCode === null) p.kill("SIGTERM"); } catch (e) { /* gone */ }
+  }
   try { fs.rmSync(tmp, { recursive: true, force: true }); } catch (e) { /* best effort */ }
 }
 
-function startServer() {
+// Starts `diffuse serve` and resolves with its URL once it listens.
+function startServer(extraArgs = []) {
   return new Promise((resolve, reject) => {
-    server = spawn(cli, ["serve", "--model-dir", path.join(tmp, "models"), "--port", "0", "--max-size", "512", "-t", "1"],
-                   { stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(cli, ["serve", "--model-dir", path.join(tmp, "models"), "--port", "0",
+                             "--max-size", "512", "-t", "1", ...extraArgs],
+                       { stdio: ["ignore", "pipe", "pipe"] });
+    servers.push(proc);
     let out = "";
-    server.stdout.on("data", (d) => {
+    proc.stdout.on("data", (d) => {
       out += d;
       const m = out.match(/listening on (http:\/\/[^\s]+)/);
-      if (m) resolve(m[1]);
+      if (m) resolve({ proc, url: m[1] });
     });
     let err = "";
-    server.stderr.on("data", (d) => { err += d; if (err.length > 20000) err = err.slice(-10000); });
-    server.on("exit", (code) => reject(new Error(`diffuse serve exited (${code}): ${err}`)));
+    proc.stderr.on("data", (d) => { err += d; if (err.length > 20000) err = err.slice(-10000); });
+    proc.on("exit", (code) => reject(new Error(`diffuse serve exited (${code}): ${err}`)));
   });
 }
 
+// SIGTERM stops a server cleanly (exit code 0).
+async function stopServer(proc) {
+  proc.removeAllListeners("exit");
+  const exited = new Promise((resolve) => proc.on("exit", (code, sig) => resolve([code, sig])));
+  proc.kill("SIGTERM");
+  const [code, sig] = await exited;
+  if (code !== 0) fail(`diffuse serve exited with ${code} ${sig || ""} on SIGTERM`);
+}
+
 async function main() {
-  const url = await startServer();
+  const { proc: server, url } = await startServer();
   log("server at", url, "model", tiny);
   context = await playwright.chromium.launchPersistentContext(path.join(tmp, "profile"), {
     executablePath: chromiumPath,
@@ -87,6 +102,7 @@ async function main() {
   await page.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
   const models = await page.$$eval("#model option", (os) => os.map((o) => o.value));
   if (!models.includes(tiny)) fail(`model list ${JSON.stringify(models)} lacks ${tiny}`);
+  if (await page.isVisible("#api-key-row")) fail("the API key field shows on a server without a key");
 
   // 1. Type a prompt and generate; the progress moves, then the image appears.
   await page.fill("#prompt", "a red fox in the snow");
@@ -138,17 +154,27 @@ async function main() {
   if (await page.$$eval(".job", (cs) => cs.length) !== 2) fail("expected two job cards");
   if (!(await page.isDisabled("#cancel"))) fail("Cancel stays enabled with nothing running");
 
-  if (process.env.DIFFUSE_UI_SCREENSHOT) await page.screenshot({ path: process.env.DIFFUSE_UI_SCREENSHOT, fullPage: true });
   if (errors.length) fail("page errors: " + errors.join("; "));
+  if (process.env.DIFFUSE_UI_SCREENSHOT) await page.screenshot({ path: process.env.DIFFUSE_UI_SCREENSHOT, fullPage: true });
+  await stopServer(server);
+
+  // 4. A server with --api-key: the page asks for the key, then works with it.
+  const keyed = await startServer(["--api-key", "ui-test-key"]);
+  await page.goto(keyed.url);
+  await page.waitForSelector("#api-key-row", { state: "visible", timeout: 30000 });
+  if (!/unauthorized/.test(await page.textContent("#message"))) fail("no 401 message on a keyed server");
+  await page.fill("#api-key", "ui-test-key");
+  await page.click("#api-key-save");
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
+  await page.fill("#prompt", "with a key");
+  for (const [id, v] of [["#steps", "2"], ["#width", "64"], ["#height", "64"]]) await page.fill(id, v);
+  await page.click("#generate");
+  await page.waitForSelector('.job[data-state="done"] img.result', { timeout: 60000 });
+  const keyedErrors = errors.filter((e) => !/status of 401/.test(e));
+  if (keyedErrors.length) fail("page errors: " + keyedErrors.join("; "));
   await context.close();
   context = null;
-
-  // The server stops cleanly on SIGTERM.
-  server.removeAllListeners("exit");
-  const exited = new Promise((resolve) => server.on("exit", (code, sig) => resolve([code, sig])));
-  server.kill("SIGTERM");
-  const [code, sig] = await exited;
-  if (code !== 0) fail(`diffuse serve exited with ${code} ${sig || ""} on SIGTERM`);
+  await stopServer(keyed.proc);
   log("passed");
 }
 
