@@ -10,10 +10,8 @@ UNetTrainer::UNetTrainer(models::UNet2DConditionModel& unet, NoiseSchedule sched
       schedule_(std::move(schedule)),
       o_(o),
       params_(make_trainable(unet)),
-      accum_(o.grad_accumulation),
+      optim_(std::make_unique<Optimization>(slots(params_), o)),
       rng_(o.seed) {
-  opt_ = std::make_unique<AdamW>(slots(params_), o_.adamw);
-  if (o_.ema) ema_ = std::make_unique<Ema>(slots(params_), *o_.ema);
   unet_.set_gradient_checkpointing(o_.gradient_checkpointing);
 }
 
@@ -43,21 +41,7 @@ TrainStepResult UNetTrainer::step(const Tensor& x0, const Tensor& context, const
   const std::vector<float> w =
       o_.min_snr_gamma > 0 ? min_snr_weights(schedule_, timesteps, o_.min_snr_gamma, o_.prediction)
                            : std::vector<float>();
-  const Tensor loss = diffusion_loss(pred, target, w);
-  F::backward(accum_.scale_loss(loss));
-
-  TrainStepResult r;
-  r.loss = loss.item();
-  if (!accum_.micro_batch_done()) return r;
-  const auto params = slots(params_);
-  if (o_.max_grad_norm > 0) r.grad_norm = clip_grad_norm(params, o_.max_grad_norm);
-  r.lr = float(double(o_.adamw.lr) * o_.lr_schedule.factor(opt_->steps()));
-  opt_->set_lr(r.lr);
-  opt_->step();
-  opt_->zero_grad();
-  if (ema_) ema_->update();
-  r.stepped = true;
-  return r;
+  return optim_->backward_and_step(diffusion_loss(pred, target, w));
 }
 
 }  // namespace diffuse::train
