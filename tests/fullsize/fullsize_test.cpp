@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "test_util.h"
 
@@ -19,17 +20,19 @@ std::string make_checkpoint(const std::string& entry, const std::string& name) {
   std::string manifest = test::reference_path("manifests/manifests.json");
   if (!fs::exists(tool) || manifest.empty()) return "";
   std::string out = test::temp_dir() + "/" + name;
+  std::ostringstream cmd;
+  cmd << "python3 '" << tool.string() << "' '" << manifest << "' " << entry << " '" << out << "' 2>&1";
   std::string log;
-  int rc = test::run_command("python3 '" + tool.string() + "' '" + manifest + "' " + entry + " '" +
-                                 out + "' 2>&1",
-                             &log);
+  int rc = test::run_command(cmd.str(), &log);
   EXPECT_EQ(rc, 0) << log;
   return rc == 0 ? out : "";
 }
 
 nlohmann::json info(const std::string& path) {
   std::string out;
-  int rc = test::run_command("'" + test::cli_path() + "' info --json -m '" + path + "' 2>&1", &out);
+  std::ostringstream cmd;
+  cmd << "'" << test::cli_path() << "' info --json -m '" << path << "' 2>&1";
+  int rc = test::run_command(cmd.str(), &out);
   EXPECT_EQ(rc, 0) << out;
   return nlohmann::json::parse(out);
 }
