@@ -2,9 +2,15 @@
 // for every reference model, with the reference's prompts, seeds, sizes and step counts.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "io/safetensors.h"
 #include "model_forms.h"
+#include "ops/ops.h"
 #include "pipeline/generate.h"
+#include "pipeline/image_tensor.h"
+#include "sampling/rng.h"
 #include "test_util.h"
 
 using namespace diffuse;
@@ -124,6 +130,66 @@ TEST_P(Img2ImgGolden, DdimImg2ImgMatches) {
                                         model->encode_prompt(req.negative_prompt, skip), Tensor(),
                                         req.seed);
   EXPECT_REL_NEAR(out, ref.at("img2img.ddim.final_latents"), 1e-3);
+}
+
+// pipe.ddim.image: the DDIM run's latents through the VAE and diffusers' postprocessing.
+TEST_P(Img2ImgGolden, DdimImageDecodes) {
+  const auto& f = GetParam();
+  auto ref = io::load_safetensors(f.dir + "/reference.safetensors");
+  if (!ref.count("pipe.ddim.image")) GTEST_SKIP() << "no pipe.ddim.image";
+  auto model = test::open_form(f);
+  Tensor lat = ops::scale(ref.at("pipe.ddim.final_latents"), 1.0f / model->vae_config.scaling_factor);
+  Tensor img = model->vae().decode(lat);
+  // (x / 2 + 0.5) clamped to [0, 1]
+  Tensor unit = ops::add_scalar(ops::scale(img, 0.5f), 0.5f).contiguous();
+  float* p = unit.data<float>();
+  for (int64_t i = 0; i < unit.numel(); ++i) p[i] = std::min(1.0f, std::max(0.0f, p[i]));
+  const Tensor& want = ref.at("pipe.ddim.image");
+  // diffusers may return it channels-last ([B, H, W, C]) or channels-first.
+  Tensor got = want.dim() == 4 && want.size(3) == 3 && unit.size(1) == 3 ? unit.permute({0, 2, 3, 1}) : unit;
+  EXPECT_REL_NEAR(got.contiguous(), want, 1e-3);
+  // And the same through the 8-bit images the CLI writes: within one step of rounding.
+  auto imgs = pipeline::tensor_to_images(img);
+  Tensor w = want.dim() == 4 && want.size(3) == 3 ? want : want.permute({0, 2, 3, 1});
+  auto wv = w.contiguous().to_float_vector();
+  ASSERT_EQ(wv.size(), imgs[0].pixels.size());
+  for (size_t i = 0; i < wv.size(); ++i) ASSERT_NEAR(imgs[0].pixels[i], wv[i] * 255.0f, 1.01f) << i;
+}
+
+// Masked img2img with an ordinary model: the kept region ends as the image's own latents and
+// the repainted region changes.
+TEST_P(Img2ImgGolden, MaskedImg2ImgKeepsTheUnmaskedRegion) {
+  const auto& f = GetParam();
+  auto ref = io::load_safetensors(f.dir + "/reference.safetensors");
+  auto model = test::open_form(f);
+  if (model->inpaint) GTEST_SKIP() << "an inpainting model";
+  pipeline::GenerateRequest req = base_request(f.reference_json);
+  req.sampler = "ddim";
+  req.steps = 4;
+  req.seed = 3;
+  req.strength = 0.75;
+  req.init_image = ref.at("vae.image");
+  const int64_t h = req.init_image.size(2), w = req.init_image.size(3);
+  std::vector<float> m(size_t(h * w));
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x) m[size_t(y * w + x)] = x >= w / 2 ? 1.0f : 0.0f;  // repaint right
+  req.mask = Tensor::from_vector(m, {1, 1, h, w});
+  const int64_t skip = model->default_clip_skip();
+  Tensor out = pipeline::sample_latents(*model, req, model->encode_prompt(req.prompt, skip),
+                                        model->encode_prompt(req.negative_prompt, skip), Tensor(), req.seed);
+  // The image latents as the pipeline drew them: the posterior sample is the generator's first draw.
+  auto d = model->vae().encode(req.init_image);
+  auto gen = sampling::make_generator("cpu", uint64_t(req.seed));
+  Tensor noise = gen->randn(d.mean.shape());
+  Tensor stdev = ops::scale(d.logvar, 0.5f).contiguous();
+  float* sp = stdev.data<float>();
+  for (int64_t i = 0; i < stdev.numel(); ++i) sp[i] = std::exp(sp[i]);
+  Tensor image_latents = ops::scale(ops::add(d.mean, ops::mul(stdev, noise)), model->vae_config.scaling_factor);
+  const int64_t lw = out.size(3);
+  Tensor kept = out.slice(3, 0, lw / 2).contiguous(), want = image_latents.slice(3, 0, lw / 2).contiguous();
+  EXPECT_REL_NEAR(kept, want, 1e-5);
+  Tensor painted = out.slice(3, lw / 2, lw).contiguous(), orig = image_latents.slice(3, lw / 2, lw).contiguous();
+  EXPECT_GT(test::rel_error(painted, orig), 1e-2);
 }
 
 std::vector<test::ModelForm> first_forms() {
