@@ -238,8 +238,10 @@ void Server::Impl::routes() {
     }
     send_error(res, 500, "internal error", what);
   });
+  // Polls (GETs that succeed) are not logged: the page polls several times a second.
   if (opt.log_requests)
     http.set_logger([](const Request& req, const Response& res) {
+      if (req.method == "GET" && res.status < 400) return;
       std::fprintf(stderr, "diffuse serve: %s %s %d\n", req.method.c_str(), req.path.c_str(),
                    res.status);
     });
