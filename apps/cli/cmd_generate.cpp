@@ -72,9 +72,7 @@ int run_generate(GenerateArgs& a) {
                pipeline::family_name(model->family, model->inpaint), (long long)req.width,
                (long long)req.height, req.steps, req.sampler.c_str(), (long long)req.seed);
 
-  const int per_batch = req.init_image.defined() && !(model->inpaint && req.strength >= 1.0)
-                            ? std::max(1, std::min(req.steps, int(req.steps * req.strength)))
-                            : req.steps;
+  const int per_batch = pipeline::steps_per_batch(*model, req);
   Progress bar("sampling", int64_t(per_batch) * req.batch_count, !a.quiet);
   // Time spent in sampling steps (each step's interval), the rest is text encoding + decoding.
   double step_time = 0, last = -1;
@@ -95,19 +93,8 @@ int run_generate(GenerateArgs& a) {
                steps_done > 0 ? step_time / steps_done : total / std::max(1, per_batch), total,
                peak_rss_mib());
 
-  pipeline::ImageParameters p;
-  p.prompt = req.prompt;
-  p.negative_prompt = req.negative_prompt;
-  p.steps = req.steps;
-  p.sampler = req.sampler;
-  p.scheduler = req.scheduler;
-  p.cfg_scale = req.cfg_scale;
-  p.width = req.width;
-  p.height = req.height;
-  p.model = fs::path(a.model).filename().replace_extension().string();
-  p.clip_skip = clip_skip;
-  p.rng = req.rng;
-  if (req.init_image.defined()) p.denoising_strength = float(req.strength);
+  pipeline::ImageParameters p = pipeline::image_parameters(
+      req, fs::path(a.model).filename().replace_extension().string(), clip_skip);
   for (size_t i = 0; i < res.images.size(); ++i) {
     p.seed = res.seeds[i];
     std::string out = numbered(a.output, i, res.images.size());

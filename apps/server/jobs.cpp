@@ -302,9 +302,7 @@ void JobQueue::execute(Job& job) {
   } catch (const std::exception& e) {
     return finish(JobState::Failed, 422, "invalid request for this model", e.what());
   }
-  const int per_batch = req.init_image.defined() && !(model->inpaint && req.strength >= 1.0)
-                            ? std::max(1, std::min(req.steps, int(req.steps * req.strength)))
-                            : req.steps;
+  const int per_batch = pipeline::steps_per_batch(*model, req);
   const int64_t clip_skip = req.clip_skip > 0 ? req.clip_skip : model->default_clip_skip();
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -320,19 +318,7 @@ void JobQueue::execute(Job& job) {
         job.step_seconds = (steady_seconds() - job.sampling_start) / double(job.step);
       return !job.cancel.load();
     });
-    pipeline::ImageParameters p;
-    p.prompt = req.prompt;
-    p.negative_prompt = req.negative_prompt;
-    p.steps = req.steps;
-    p.sampler = req.sampler;
-    p.scheduler = req.scheduler;
-    p.cfg_scale = req.cfg_scale;
-    p.width = req.width;
-    p.height = req.height;
-    p.model = spec.model.stem();
-    p.clip_skip = clip_skip;
-    p.rng = req.rng;
-    if (req.init_image.defined()) p.denoising_strength = float(req.strength);
+    pipeline::ImageParameters p = pipeline::image_parameters(req, spec.model.stem(), clip_skip);
     std::vector<JobImage> images;
     for (size_t i = 0; i < res.images.size(); ++i) {
       p.seed = res.seeds[i];

@@ -1,5 +1,6 @@
 #include "pipeline/generate.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ops/ops.h"
@@ -176,6 +177,29 @@ Tensor sample_latents(ModelBundle& model, const GenerateRequest& req, const Tens
     return sampling::sample_img2img(opts, image_latents, noise, denoise, &gen, on_step);
   }
   return sampling::sample(opts, noise, denoise, &gen, on_step);
+}
+
+int steps_per_batch(const ModelBundle& model, const GenerateRequest& req) {
+  if (!req.init_image.defined() || (model.inpaint && req.strength >= 1.0)) return req.steps;
+  return std::max(1, std::min(req.steps, int(req.steps * req.strength)));
+}
+
+ImageParameters image_parameters(const GenerateRequest& req, const std::string& model_name,
+                                 int64_t clip_skip) {
+  ImageParameters p;
+  p.prompt = req.prompt;
+  p.negative_prompt = req.negative_prompt;
+  p.steps = req.steps;
+  p.sampler = req.sampler;
+  p.scheduler = req.scheduler;
+  p.cfg_scale = req.cfg_scale;
+  p.width = req.width;
+  p.height = req.height;
+  p.model = model_name;
+  p.clip_skip = clip_skip;
+  p.rng = req.rng;
+  if (req.init_image.defined()) p.denoising_strength = float(req.strength);
+  return p;
 }
 
 GenerateResult generate(ModelBundle& model, const GenerateRequest& req, const ProgressFn& progress) {

@@ -8,6 +8,7 @@
 #include "core/tensor.h"
 #include "io/image.h"
 #include "pipeline/model_bundle.h"
+#include "pipeline/parameters.h"
 
 namespace diffuse::pipeline {
 
@@ -49,6 +50,13 @@ using ProgressFn = std::function<bool(int batch, int step, int total_steps)>;
 // Checks a request against a model: sizes, steps, strength, sampler, mask and image shapes;
 // throws one clear Error naming the problem.
 void validate_request(const ModelBundle& model, const GenerateRequest& req);
+
+// Model calls per batch: img2img runs only the last int(steps * strength) steps. (An order-2
+// sampler calls the model about twice per step; progress counts the callbacks.)
+int steps_per_batch(const ModelBundle& model, const GenerateRequest& req);
+// The parameters an image of this request records (seed left for the caller per image).
+ImageParameters image_parameters(const GenerateRequest& req, const std::string& model_name,
+                                 int64_t clip_skip);
 
 GenerateResult generate(ModelBundle& model, const GenerateRequest& req,
                         const ProgressFn& progress = {});
