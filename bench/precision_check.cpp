@@ -98,8 +98,18 @@ int main(int argc, char** argv) {
       ops::PrecisionScope scope(ops::ComputePrecision::BF16);
       img16 = fast->vae().decode(z);
     }
-    std::printf("%s %lldx%lld: VAE decode bf16 vs fp32 PSNR %.2f dB\n", model.c_str(),
-                (long long)size, (long long)size, psnr(img16, img32));
+    // A random checkpoint's images may span far less than [-1, 1]: the PSNR against the fp32
+    // image's own range (peak = max - min) is the fair figure there.
+    auto v32 = img32.to_float_vector(), v16 = img16.to_float_vector();
+    const auto [lo, hi] = std::minmax_element(v32.begin(), v32.end());
+    double se = 0;
+    for (size_t i = 0; i < v32.size(); ++i) se += double(v16[i] - v32[i]) * double(v16[i] - v32[i]);
+    const double range = double(*hi - *lo), mse = se / double(v32.size());
+    std::printf(
+        "%s %lldx%lld: VAE decode bf16 vs fp32: PSNR %.2f dB in [-1, 1] (fp32 image spans "
+        "[%.3g, %.3g]); PSNR %.2f dB against that range\n",
+        model.c_str(), (long long)size, (long long)size, psnr(img16, img32), *lo, *hi,
+        mse == 0 ? INFINITY : 10 * std::log10(range * range / mse));
     if (unet) {
       const auto& uc = exact->unet_config;
       Tensor x = randn({2, uc.in_channels, h, h}, seed + 1, 1.f);
