@@ -123,6 +123,8 @@ Status conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
       ProfileScope prof("conv2d.exec");
       dnnl_execute(e.prim, e.scratch, std::move(args));
     }
+    src_hold = DnnlBuffer();  // free the reordered input before the output's reorder
+    wei_hold = DnnlBuffer();
     if (e.dst_out.needed) {
       ProfileScope prof("conv2d.reorder_out");
       dnnl_execute(e.dst_out.prim, e.dst_out.scratch,
