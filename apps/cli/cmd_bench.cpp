@@ -23,7 +23,7 @@ namespace diffuse::cli {
 namespace {
 
 struct BenchArgs {
-  std::string model, config, sizes = "256,512", precision = "fp32", stages = "all";
+  std::string model, config, sizes = "256,512", precision = "auto", stages = "all";
   std::string prompt = "a photograph of an astronaut riding a horse";
   int runs = 3, threads = 0;
   bool json = false, profile = false;
