@@ -16,6 +16,9 @@ bool cpu_has_native_bf16();
 // lost; pages of a memory-mapped file are re-read if touched again). For weights that were
 // converted or packed and whose source is no longer read.
 void release_pages(const Tensor& t);
+// Drops every packed copy of f16/bf16 weights (and the memory it holds). Call it after changing
+// such weights in place (e.g. merging a LoRA into them); freed weights need no call.
+void clear_weight_cache();
 
 // Precision of the products between two activations (attention) on the calling thread: f32
 // (the default, exact) or bf16 (inputs rounded to bf16, f32 accumulation). A pipeline running

@@ -88,6 +88,16 @@ TEST(OpsLowPrecision, PackedWeightsAreReusedAndNeverStale) {
     same_address += w2.raw_data() == addr;
   }
   std::printf("weights reallocated at a freed weight's address: %d of 4\n", same_address);
+  // Weights changed in place are repacked after clear_weight_cache().
+  Tensor w4 = randn({8, 8, 3, 3}, 65, 0.2f).to(DType::BF16);
+  Tensor before = ops::conv2d(x, w4, Tensor(), 1, 1);
+  w4.copy_from(randn({8, 8, 3, 3}, 66, 0.2f));
+  EXPECT_EQ(ops::conv2d(x, w4, Tensor(), 1, 1).to_float_vector(), before.to_float_vector());
+  ops::clear_weight_cache();
+  EXPECT_EQ(ops::cpu::packed_weights_bytes(), 0u);
+  Tensor after = ops::conv2d(x, w4, Tensor(), 1, 1);
+  EXPECT_LT(rel_err(after, ops::conv2d(as_bf16_values(x), w4.to(DType::F32), Tensor(), 1, 1)),
+            1e-5);
   // One weight used at several input sizes (the primitive may want other layouts).
   Tensor w3 = randn({64, 64, 3, 3}, 70, 0.1f).to(DType::BF16);
   for (int64_t hw : {4, 16, 33}) {

@@ -124,6 +124,10 @@ void clear_packed_weights() {
 
 namespace diffuse::ops {
 
+void clear_weight_cache() {
+  cpu::clear_packed_weights();
+}
+
 void release_pages(const Tensor& t) {
 #ifdef MADV_PAGEOUT
   if (!t.defined() || !t.is_contiguous()) return;
