@@ -12,9 +12,10 @@ namespace diffuse::ops {
 // and cached, so such weights must not change after their first use). Activations are f32.
 // True when the CPU has native bf16 dot products (AVX512_BF16), where bf16 is the fast path.
 bool cpu_has_native_bf16();
-// Hands the whole memory pages inside `t` back to the OS (MADV_PAGEOUT, a hint: no data is
-// lost; pages of a memory-mapped file are re-read if touched again). For weights that were
-// converted or packed and whose source is no longer read.
+// Hands the whole memory pages inside `t` back to the OS when `t` lies in a memory-mapped file
+// (MADV_PAGEOUT, a hint: no data is lost, the pages are re-read if touched again); other
+// memory is left alone. For weights that were converted or packed and whose source is no
+// longer read.
 void release_pages(const Tensor& t);
 // Drops every packed copy of f16/bf16 weights (and the memory it holds). Call it after changing
 // such weights in place (e.g. merging a LoRA into them); freed weights need no call.

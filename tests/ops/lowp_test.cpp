@@ -4,7 +4,13 @@
 // reuse, a freed weight replaced at the same address, several layouts of one weight.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
+#include <string>
 
 #include "ops/cpu/weight_cache.h"
 #include "ops/ops.h"
@@ -156,4 +162,33 @@ TEST(OpsLowPrecision, Errors) {
   EXPECT_THROW(ops::linear(x, Tensor::from_i64({1, 2}, {1, 2})), Error);
   EXPECT_THROW(ops::linear(x, randn({4, 7}, 91).to(DType::BF16)), Error);  // in 7 != 8
   EXPECT_THROW(ops::linear(x.to(DType::BF16), randn({4, 8}, 92).to(DType::BF16)), Error);
+}
+
+// release_pages is a hint that never loses data: heap memory is left alone, and the pages of
+// a memory-mapped file read back the same after they are handed back.
+TEST(OpsLowPrecision, ReleasePagesKeepsData) {
+  Tensor heap = randn({1 << 16}, 110);
+  const auto before = heap.to_float_vector();
+  ops::release_pages(heap);
+  EXPECT_EQ(heap.to_float_vector(), before);
+
+  const std::string path = ::testing::TempDir() + "/release_pages_test.bin";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(before.data(), sizeof(float), before.size(), f), before.size());
+    std::fclose(f);
+  }
+  const int fd = open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  const size_t bytes = before.size() * sizeof(float);
+  void* p = mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  ASSERT_NE(p, MAP_FAILED);
+  Tensor mapped = Tensor::from_blob(p, {int64_t(before.size())}, DType::F32);
+  EXPECT_EQ(mapped.to_float_vector(), before);
+  ops::release_pages(mapped);
+  EXPECT_EQ(mapped.to_float_vector(), before);
+  munmap(p, bytes);
+  std::remove(path.c_str());
 }

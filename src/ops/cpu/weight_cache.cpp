@@ -3,9 +3,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "ops/cpu/kernels.h"
@@ -128,6 +131,30 @@ void clear_weight_cache() {
   cpu::clear_packed_weights();
 }
 
+namespace {
+
+// True when [b, e) lies in one mapping of a file (its inode in /proc/self/maps is not 0):
+// only such pages are released, so that heap memory (e.g. a training step's bf16 copy of its
+// weights) is never pushed to swap.
+bool file_backed(uintptr_t b, uintptr_t e) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    std::istringstream is(line);
+    std::string range, perms, offset, dev;
+    uint64_t inode = 0;
+    if (!(is >> range >> perms >> offset >> dev >> inode)) continue;
+    const size_t dash = range.find('-');
+    if (dash == std::string::npos) continue;
+    const uintptr_t lo = std::stoull(range.substr(0, dash), nullptr, 16);
+    const uintptr_t hi = std::stoull(range.substr(dash + 1), nullptr, 16);
+    if (b >= lo && b < hi) return inode != 0 && e <= hi;
+  }
+  return false;
+}
+
+}  // namespace
+
 void release_pages(const Tensor& t) {
 #ifdef MADV_PAGEOUT
   if (!t.defined() || !t.is_contiguous()) return;
@@ -135,7 +162,7 @@ void release_pages(const Tensor& t) {
   const uintptr_t p = uintptr_t(t.raw_data());
   const uintptr_t b = (p + page - 1) / page * page;
   const uintptr_t e = (p + t.nbytes()) / page * page;
-  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_PAGEOUT);
+  if (e > b && file_backed(b, e)) madvise(reinterpret_cast<void*>(b), e - b, MADV_PAGEOUT);
 #else
   (void)t;
 #endif
