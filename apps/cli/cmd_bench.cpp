@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -13,6 +12,7 @@
 #include <sstream>
 
 #include "apps/cli/command.h"
+#include "core/sysinfo.h"
 #include "apps/cli/common.h"
 #include "core/allocator.h"
 #include "core/parallel.h"
@@ -28,21 +28,6 @@ struct BenchArgs {
   int runs = 3, threads = 0;
   bool json = false, profile = false;
 };
-
-// Peak resident set (VmHWM) of this process in MiB, or -1 when /proc is unavailable.
-double peak_rss_mb() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) {
-      std::istringstream is(line.substr(6));
-      double kb = 0;
-      is >> kb;
-      return kb / 1024.0;
-    }
-  }
-  return -1;
-}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -193,7 +178,7 @@ int run_bench(const BenchArgs& a) {
       put(r, "vae_encode", t);
       if (log) std::printf("  %s: %.3f s (cpu %.3f s)\n", stage.c_str(), t.wall_s, t.cpu_s);
     }
-    r["peak_rss_mb"] = peak_rss_mb();
+    r["peak_rss_mb"] = peak_rss_mib();
     result[std::to_string(size)] = r;
   }
 
