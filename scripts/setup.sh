@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake ninja-build pkg-config git libdnnl-dev libstb-dev nlohmann-json3-dev
       libcli11-dev libcpp-httplib-dev libzip-dev libgtest-dev libgmock-dev libbenchmark-dev
+      libopenmpi-dev openmpi-bin  # data-parallel training (mpirun -np N diffuse train)
       chromium)  # chromium: the web page's browser test (tests/server/ui.test.mjs)
 # Node.js and npm fetch the registry data; a machine may already have them from elsewhere.
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
