@@ -66,6 +66,27 @@ void AdamW::step() {
   }
 }
 
+namespace {
+
+void load_tensors(std::vector<Tensor>& dst, const std::vector<Tensor>& src, const char* what) {
+  DF_CHECK(src.size() == dst.size(), what, ": ", src.size(), " saved tensors for ", dst.size(),
+           " parameters");
+  for (size_t i = 0; i < dst.size(); ++i) {
+    DF_CHECK(src[i].shape() == dst[i].shape(), what, " ", i, ": saved ", src[i].desc(),
+             ", parameter shape ", dst[i].desc());
+    dst[i] = src[i].to(DType::F32).contiguous().clone();
+  }
+}
+
+}  // namespace
+
+void AdamW::load_state(const std::vector<Tensor>& exp_avg, const std::vector<Tensor>& exp_avg_sq,
+                       int64_t steps) {
+  load_tensors(m_, exp_avg, "AdamW exp_avg");
+  load_tensors(v_, exp_avg_sq, "AdamW exp_avg_sq");
+  step_ = steps;
+}
+
 void AdamW::zero_grad() {
   for (Tensor* p : params_) autograd::zero_grad(*p);
 }
@@ -113,6 +134,11 @@ void Ema::update() {
       for (int64_t j = b; j < e; ++j) sh[j] -= one_minus * (sh[j] - p[j]);
     });
   }
+}
+
+void Ema::load_state(const std::vector<Tensor>& shadow, int64_t steps) {
+  load_tensors(shadow_, shadow, "EMA shadow");
+  step_ = steps;
 }
 
 void Ema::copy_to(const std::vector<Tensor*>& params) const {

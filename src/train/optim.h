@@ -41,6 +41,10 @@ class AdamW {
   // State, as torch's state_dict names it: exp_avg and exp_avg_sq per parameter.
   const std::vector<Tensor>& exp_avg() const { return m_; }
   const std::vector<Tensor>& exp_avg_sq() const { return v_; }
+  // Restores a saved state (to resume training): one exp_avg and exp_avg_sq per parameter, in
+  // order and shape, and the number of steps taken.
+  void load_state(const std::vector<Tensor>& exp_avg, const std::vector<Tensor>& exp_avg_sq,
+                  int64_t steps);
 
  private:
   std::vector<Tensor*> params_;
@@ -71,6 +75,9 @@ class Ema {
   void update();
   float current_decay() const { return decay_; }  // of the last update
   const std::vector<Tensor>& shadow() const { return shadow_; }
+  int64_t steps() const { return step_; }
+  // Restores a saved shadow (one tensor per parameter) and update count (to resume training).
+  void load_state(const std::vector<Tensor>& shadow, int64_t steps);
   // Writes the averaged weights into the parameters.
   void copy_to(const std::vector<Tensor*>& params) const;
 

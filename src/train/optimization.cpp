@@ -15,6 +15,7 @@ TrainStepResult Optimization::backward_and_step(const Tensor& loss) {
   r.loss = loss.item();
   autograd::backward(accum_.scale_loss(loss));
   if (!accum_.micro_batch_done()) return r;
+  if (o_.comm) o_.comm->average_gradients(params_);
   if (o_.max_grad_norm > 0) r.grad_norm = clip_grad_norm(params_, o_.max_grad_norm);
   r.lr = float(double(o_.adamw.lr) * o_.lr_schedule.factor(opt_->steps()));
   opt_->set_lr(r.lr);

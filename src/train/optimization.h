@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 
+#include "train/distributed.h"
 #include "train/optim.h"
 
 namespace diffuse::train {
@@ -15,6 +16,8 @@ struct OptimizationOptions {
   int64_t grad_accumulation = 1;  // micro-batches per optimizer step
   double max_grad_norm = 0;       // 0: no clipping
   std::optional<EmaOptions> ema;  // set: keep an EMA of the weights
+  // Data parallel: gradients are averaged over its processes before clipping (null: one process).
+  Communicator* comm = nullptr;
 };
 
 struct TrainStepResult {
@@ -32,6 +35,7 @@ class Optimization {
 
   AdamW& optimizer() { return *opt_; }
   const Ema* ema() const { return ema_.get(); }
+  Ema* ema() { return ema_.get(); }
   int64_t optimizer_steps() const { return opt_->steps(); }
 
  private:

@@ -36,6 +36,7 @@ class UNetTrainer {
   const std::vector<nn::Module::ParamRef>& params() const { return params_; }
   AdamW& optimizer() { return optim_->optimizer(); }
   const Ema* ema() const { return optim_->ema(); }
+  Optimization& optimization() { return *optim_; }
   int64_t optimizer_steps() const { return optim_->optimizer_steps(); }
 
  private:

@@ -1,0 +1,223 @@
+// diffuse train unet: text-to-image training of a Stable Diffusion UNet (diffusers'
+// train_text_to_image.py): images through the frozen VAE, captions through the frozen text
+// encoder, the UNet learns to predict the noise (or v) at random timesteps.
+#include <cstdio>
+#include <filesystem>
+
+#include "apps/cli/cmd_train.h"
+#include "apps/cli/common.h"
+#include "autograd/autograd.h"
+#include "io/mmap_file.h"
+#include "ops/ops.h"
+#include "sampling/rng.h"
+#include "train/init.h"
+#include "train/unet_trainer.h"
+
+namespace diffuse::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct UNetArgs {
+  TrainArgs t;
+  std::string model, config;
+  std::string prediction_type;
+  float min_snr_gamma = 0, noise_offset = 0;
+  bool gradient_checkpointing = false, cache_latents = false, cache_text = false;
+  int64_t clip_skip = 0;
+};
+
+// --config: a UNet config.json, or a folder holding one (directly or in unet/).
+nlohmann::json read_unet_config(const std::string& p) {
+  if (fs::is_regular_file(p)) return read_json_file(p);
+  for (const char* rel : {"config.json", "unet/config.json"})
+    if (fs::is_regular_file(fs::path(p) / rel)) return read_json_file((fs::path(p) / rel).string());
+  DF_FAIL("--config ", p,
+          ": no UNet config.json there (expected a file, DIR/config.json or DIR/unet/config.json)");
+}
+
+class UNetTask final : public train::TrainTask {
+ public:
+  UNetTask(const UNetArgs& a, pipeline::ModelBundle& model, const train::ImageCaptionDataset& data,
+           int64_t total_steps)
+      : a_(a), model_(model), data_(data) {
+    nlohmann::json cfg = model.files.unet_config;
+    if (!a.config.empty()) {
+      cfg = read_unet_config(a.config);
+      unet_ = std::make_unique<models::UNet2DConditionModel>(models::UNetConfig::from_json(cfg));
+      train::init_parameters(*unet_, a.t.seed);
+    } else {
+      DF_CHECK(!cfg.is_null(), a.model,
+               ": fine-tuning needs a diffusers folder (its unet/config.json)");
+      unet_ = std::make_unique<models::UNet2DConditionModel>(model.unet_config);
+      unet_->load_state_dict(model.files.unet, "UNet of " + a.model);
+    }
+    unet_json_ = cfg;
+    train::UNetTrainOptions o;
+    static_cast<train::OptimizationOptions&>(o) = optimization_options(a.t, total_steps);
+    o.min_snr_gamma = a.min_snr_gamma;
+    o.prediction = sampling::parse_prediction_type(prediction_type());
+    o.bf16 = a.t.bf16;
+    o.gradient_checkpointing = a.gradient_checkpointing;
+    o.seed = a.t.seed;
+    train::NoiseSchedule schedule = train::NoiseSchedule::stable_diffusion();
+    if (model.scheduler_config.is_object())
+      schedule = train::NoiseSchedule::from_config(
+          sampling::parse_scheduler_config(model.scheduler_config.dump()));
+    num_timesteps_ = schedule.num_train_timesteps();
+    trainer_ = std::make_unique<train::UNetTrainer>(*unet_, std::move(schedule), o);
+    latents_.resize(size_t(data.size()));
+    text_.resize(size_t(data.size()));
+  }
+
+  std::string prediction_type() const {
+    return a_.prediction_type.empty() ? model_.prediction_type : a_.prediction_type;
+  }
+
+  train::TrainStepResult micro_batch(const train::MicroBatch& b) override {
+    std::vector<Tensor> x0, ctx, noise;
+    std::vector<int64_t> t;
+    for (size_t i = 0; i < b.indices.size(); ++i) {
+      autograd::NoGradGuard no_grad;
+      const models::LatentDistribution& d = latents(b.indices[i]);
+      // The sample's draws, in a fixed order: posterior noise, noise, timestep, offset.
+      sampling::TorchCpuGenerator g(b.seeds[i]);
+      const Tensor post = g.randn(d.mean.shape());
+      Tensor n = g.randn(d.mean.shape());
+      t.push_back(int64_t(g.next_u32() % uint32_t(num_timesteps_)));
+      if (a_.noise_offset != 0)
+        n = train::offset_noise(n, g.randn({1, d.mean.size(1), 1, 1}), a_.noise_offset);
+      x0.push_back(ops::scale(d.sample(post), model_.vae_config.scaling_factor));
+      noise.push_back(n);
+      ctx.push_back(text(b.indices[i]));
+    }
+    return trainer_->step(ops::cat(x0, 0), ops::cat(ctx, 0), ops::cat(noise, 0), t);
+  }
+
+  train::Optimization& optimization() override { return trainer_->optimization(); }
+  const std::vector<nn::Module::ParamRef>& params() const override { return trainer_->params(); }
+
+  void save_model(const std::string& dir) override {
+    const fs::path out(dir);
+    write_component((out / "unet").string(), unet_json_,
+                    trained_weights(trainer_->params(), trainer_->optimization()),
+                    "diffusion_pytorch_model.safetensors");
+    DF_CHECK(
+        model_.files.layout == io::ModelLayout::DiffusersFolder, a_.model,
+        ": the checkpoint's pipeline folder is copied from a diffusers folder; give one with -m");
+    for (auto& e : fs::directory_iterator(model_.files.path)) {
+      const std::string name = e.path().filename().string();
+      if (name == "unet" || name == "scheduler") continue;
+      train::link_or_copy(e.path().string(), (out / name).string());
+    }
+    if (model_.scheduler_config.is_object()) {
+      nlohmann::json s = model_.scheduler_config;
+      s["prediction_type"] = prediction_type();
+      fs::create_directories(out / "scheduler");
+      write_text_atomic((out / "scheduler" / "scheduler_config.json").string(), s.dump(2) + "\n");
+    }
+  }
+
+ private:
+  // The VAE posterior of sample i (kept when --cache-latents).
+  const models::LatentDistribution& latents(int64_t i) {
+    auto& slot = latents_[size_t(i)];
+    if (slot.mean.defined()) return slot;
+    const Tensor img = data_.image(i, a_.t.resolution).unsqueeze(0);  // c h w -> 1 c h w
+    models::LatentDistribution d = model_.vae().encode(img);
+    if (!a_.cache_latents) {
+      scratch_ = d;
+      return scratch_;
+    }
+    slot = d;
+    return slot;
+  }
+
+  // The text encoder's output for sample i's caption [1, 77, D] (kept when --cache-text).
+  Tensor text(int64_t i) {
+    Tensor& slot = text_[size_t(i)];
+    if (slot.defined()) return slot;
+    const int64_t skip = a_.clip_skip > 0 ? a_.clip_skip : model_.default_clip_skip();
+    Tensor e = model_.encode_prompt(data_[i].caption, skip);
+    if (a_.cache_text) slot = e;
+    return e;
+  }
+
+  const UNetArgs& a_;
+  pipeline::ModelBundle& model_;
+  const train::ImageCaptionDataset& data_;
+  std::unique_ptr<models::UNet2DConditionModel> unet_;
+  nlohmann::json unet_json_;
+  std::unique_ptr<train::UNetTrainer> trainer_;
+  int64_t num_timesteps_ = 1000;
+  std::vector<models::LatentDistribution> latents_;
+  models::LatentDistribution scratch_;
+  std::vector<Tensor> text_;
+};
+
+int run_train_unet(UNetArgs& a) {
+  auto model = open_model(a.model);
+  if (a.t.resolution <= 0) {
+    const nlohmann::json& c = model->files.unet_config;
+    const int64_t sample =
+        c.is_object() && c.contains("sample_size") && c["sample_size"].is_number_integer()
+            ? c["sample_size"].get<int64_t>()
+            : 64;
+    a.t.resolution = sample * model->vae().scale_factor();
+  }
+  const train::ImageCaptionDataset data = open_training_data(a.t);
+  nlohmann::json s;
+  s["model"] = "unet";
+  s["from_config"] = !a.config.empty();
+  s["prediction_type"] = a.prediction_type;
+  s["min_snr_gamma"] = a.min_snr_gamma;
+  s["noise_offset"] = a.noise_offset;
+  s["clip_skip"] = a.clip_skip;
+  const train::RunOptions ro = run_options(a.t, s);
+  UNetTask task(a, *model, data, train::total_steps(ro, data.size()));
+  const train::RunResult r = train::run_training(task, data.size(), ro, train::world());
+  if (train::world().rank() == 0 && !r.last_checkpoint.empty())
+    std::printf("%s\n", r.last_checkpoint.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void setup_train_unet(CLI::App& sub, std::function<int()>& action) {
+  auto a = std::make_shared<UNetArgs>();
+  sub.add_option("-m,--model", a->model,
+                 "The model to fine-tune, a diffusers folder; its VAE and text encoder are "
+                 "frozen and encode the data, and the checkpoints copy them")
+      ->required();
+  sub.add_option("--config", a->config,
+                 "Train a new UNet from scratch: a diffusers UNet config.json (or a folder with "
+                 "one), used with -m's VAE and text encoder");
+  add_train_options(sub, a->t);
+  sub.add_option("--prediction-type", a->prediction_type,
+                 "What the UNet learns to predict: epsilon, v_prediction or sample (default: the "
+                 "model's scheduler config)")
+      ->check(CLI::IsMember({"epsilon", "v_prediction", "sample"}));
+  sub.add_option("--min-snr-gamma", a->min_snr_gamma, "Min-SNR loss weighting (5 is usual; 0: off)")
+      ->capture_default_str();
+  sub.add_option("--noise-offset", a->noise_offset, "Offset noise (e.g. 0.05; 0: off)")
+      ->capture_default_str();
+  sub.add_option("--clip-skip", a->clip_skip,
+                 "Text encoder layer from the end (default: the model's)");
+  sub.add_flag("--gradient-checkpointing", a->gradient_checkpointing,
+               "Recompute activations in the backward pass (less memory, ~30% slower)");
+  sub.add_flag("--cache-latents", a->cache_latents,
+               "Encode each image with the VAE once and keep its latents in memory");
+  sub.add_flag("--cache-text-embeddings", a->cache_text,
+               "Encode each caption once and keep the embedding in memory");
+  sub.footer(
+      "Examples:\n"
+      "  diffuse train unet -m sd15-diffusers --data photos/ -o out --resolution 512 \\\n"
+      "      --batch-size 4 --grad-accum 4 --lr 1e-5 --steps 2000 --save-every 500 --ema\n"
+      "  (after a stop: the same command with --resume continues from the newest checkpoint)\n"
+      "  diffuse generate -m out/checkpoint-2000 -p \"a caption\"\n"
+      "Each checkpoint-STEP/ is a complete diffusers pipeline folder (the trained UNet, the\n"
+      "frozen VAE, text encoder, tokenizer and scheduler) plus training_state.safetensors.");
+  action = [a]() { return run_train_unet(*a); };
+}
+
+}  // namespace diffuse::cli
