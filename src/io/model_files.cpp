@@ -155,12 +155,7 @@ ModelFiles open_diffusers_folder(const fs::path& dir) {
   m.vae = std::move(vae);
 
   m.scheduler_config = read_json_if_present(dir / "scheduler" / "scheduler_config.json");
-  const fs::path tok = dir / "tokenizer";
-  m.tokenizer_vocab = read_text_if_present(tok / "vocab.json");
-  m.tokenizer_merges = read_text_if_present(tok / "merges.txt");
-  m.tokenizer_pad_token = pad_token_of(read_json_if_present(tok / "special_tokens_map.json"));
-  if (m.tokenizer_pad_token.empty())
-    m.tokenizer_pad_token = pad_token_of(read_json_if_present(tok / "tokenizer_config.json"));
+  read_tokenizer_folder((dir / "tokenizer").string(), m);
   return m;
 }
 
@@ -188,6 +183,15 @@ ModelFiles open_single_file(const std::string& path) {
 }
 
 }  // namespace
+
+void read_tokenizer_folder(const std::string& dir, ModelFiles& m) {
+  const fs::path tok(dir);
+  m.tokenizer_vocab = read_text_if_present(tok / "vocab.json");
+  m.tokenizer_merges = read_text_if_present(tok / "merges.txt");
+  m.tokenizer_pad_token = pad_token_of(read_json_if_present(tok / "special_tokens_map.json"));
+  if (m.tokenizer_pad_token.empty())
+    m.tokenizer_pad_token = pad_token_of(read_json_if_present(tok / "tokenizer_config.json"));
+}
 
 ModelFiles open_model(const std::string& path) {
   std::error_code ec;

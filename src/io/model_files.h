@@ -40,4 +40,8 @@ struct ModelFiles {
 // path when it is neither, or when the tensors are not a Stable Diffusion checkpoint.
 ModelFiles open_model(const std::string& path);
 
+// Reads a tokenizer folder's vocab.json, merges.txt and pad token into `m` (fields of absent
+// files are left empty), as open_model does for a diffusers folder's tokenizer/.
+void read_tokenizer_folder(const std::string& dir, ModelFiles& m);
+
 }  // namespace diffuse::io

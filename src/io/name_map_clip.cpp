@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "io/name_map_ldm.h"
+#include "io/name_map_tables.h"
 #include "io/name_map_util.h"
 
 namespace diffuse::io {
@@ -106,3 +107,15 @@ void map_open_clip(const NamedShapes& tensors, int drop_last, std::vector<Tensor
 }
 
 }  // namespace diffuse::io
+
+namespace diffuse::io::detail {
+std::span<const Rename> open_clip_top_renames() {
+  return kOpenClipTop;
+}
+std::span<const Rename> open_clip_block_renames() {
+  return kOpenClipBlock;
+}
+std::span<const std::string_view> open_clip_qkv_names() {
+  return kQkv;
+}
+}  // namespace diffuse::io::detail

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "io/name_map_tables.h"
 #include "io/name_map_util.h"
 
 namespace diffuse::io {
@@ -175,3 +176,14 @@ MappedNames map_single_file_names(const NamedShapes& tensors, const std::string&
 }
 
 }  // namespace diffuse::io
+
+namespace diffuse::io::detail {
+int open_clip_unused_blocks() {
+  return kOpenClipUnusedBlocks;
+}
+std::string_view single_file_prefix(Component c, TextEncoderLayout text_layout) {
+  if (c == Component::Unet) return kUnetPrefix;
+  if (c == Component::Vae) return kVaePrefix;
+  return text_layout == TextEncoderLayout::OpenClip ? kOpenClipPrefix : kClipHfPrefix;
+}
+}  // namespace diffuse::io::detail

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "io/name_map_ldm.h"
+#include "io/name_map_tables.h"
 #include "io/name_map_util.h"
 
 namespace diffuse::io {
@@ -179,3 +180,12 @@ void map_unet_ldm(const NamedShapes& tensors, std::vector<TensorMapping>& out,
 }
 
 }  // namespace diffuse::io
+
+namespace diffuse::io::detail {
+std::span<const Rename> unet_top_level_renames() {
+  return kTopLevel;
+}
+std::span<const Rename> unet_resnet_renames() {
+  return kResnet;
+}
+}  // namespace diffuse::io::detail

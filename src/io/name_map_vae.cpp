@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "io/name_map_ldm.h"
+#include "io/name_map_tables.h"
 #include "io/name_map_util.h"
 
 namespace diffuse::io {
@@ -114,3 +115,18 @@ std::string modern_vae_name(const std::string& name) {
 }
 
 }  // namespace diffuse::io
+
+namespace diffuse::io::detail {
+std::span<const Rename> vae_top_level_renames() {
+  return kTopLevel;
+}
+std::span<const Rename> vae_resnet_renames() {
+  return kResnet;
+}
+std::span<const Rename> vae_attention_renames() {
+  return kAttention;
+}
+std::span<const Rename> vae_mid_renames() {
+  return kMid;
+}
+}  // namespace diffuse::io::detail

@@ -1,6 +1,7 @@
 #include "models/clip/clip_text_config.h"
 
 #include "core/error.h"
+#include "models/config_json.h"
 
 namespace diffuse::models {
 
@@ -29,6 +30,21 @@ ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& j) {
            "text encoder config.json: hidden_size ", c.hidden_size, " does not split into ",
            c.num_attention_heads, " heads");
   return c;
+}
+
+nlohmann::json ClipTextConfig::to_json() const {
+  return {{"architectures", {"CLIPTextModel"}},
+          {"model_type", "clip_text_model"},
+          {"vocab_size", vocab_size},
+          {"hidden_size", hidden_size},
+          {"intermediate_size", intermediate_size},
+          {"num_hidden_layers", num_hidden_layers},
+          {"num_attention_heads", num_attention_heads},
+          {"max_position_embeddings", max_position_embeddings},
+          {"hidden_act", hidden_act},
+          {"layer_norm_eps", json_float(layer_norm_eps)},
+          {"bos_token_id", bos_token_id},
+          {"eos_token_id", eos_token_id}};
 }
 
 ClipTextConfig ClipTextConfig::infer(const io::TensorMap& w, const std::string& hidden_act,

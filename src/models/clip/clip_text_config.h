@@ -36,6 +36,9 @@ struct ClipTextConfig {
 
   // From a transformers config.json.
   static ClipTextConfig from_json(const nlohmann::json& j);
+  // transformers' CLIPTextConfig fields (from_json(to_json()) gives this config back;
+  // unused_published_layers is not a config field and stays out).
+  nlohmann::json to_json() const;
   // From the tensor shapes (canonical names). Head counts are not in the shapes: the
   // published encoders use 64-wide heads, so heads = hidden_size / head_dim.
   static ClipTextConfig infer(const io::TensorMap& weights, const std::string& hidden_act,

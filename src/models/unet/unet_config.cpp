@@ -1,6 +1,7 @@
 #include "models/unet/unet_config.h"
 
 #include "core/error.h"
+#include "models/config_json.h"
 
 namespace diffuse::models {
 
@@ -60,6 +61,39 @@ UNetConfig UNetConfig::from_json(const nlohmann::json& j) {
     DF_FAIL("unet config.json: ", e.what());
   }
   return c;
+}
+
+nlohmann::json UNetConfig::to_json() const {
+  std::vector<std::string> down, up;
+  for (bool a : down_has_attention) down.push_back(a ? "CrossAttnDownBlock2D" : "DownBlock2D");
+  for (bool a : up_has_attention) up.push_back(a ? "CrossAttnUpBlock2D" : "UpBlock2D");
+  bool same_heads = true;
+  for (int64_t h : heads) same_heads &= h == heads.front();
+  nlohmann::json j = {{"_class_name", "UNet2DConditionModel"},
+                      {"act_fn", "silu"},
+                      {"in_channels", in_channels},
+                      {"out_channels", out_channels},
+                      {"block_out_channels", block_out_channels},
+                      {"down_block_types", down},
+                      {"mid_block_type", "UNetMidBlock2DCrossAttn"},
+                      {"up_block_types", up},
+                      {"layers_per_block", layers_per_block},
+                      {"transformer_layers_per_block", transformer_layers_per_block},
+                      {"num_attention_heads", nullptr},
+                      {"cross_attention_dim", cross_attention_dim},
+                      {"use_linear_projection", use_linear_projection},
+                      {"upcast_attention", upcast_attention},
+                      {"norm_num_groups", norm_num_groups},
+                      {"norm_eps", json_float(norm_eps)},
+                      {"flip_sin_to_cos", flip_sin_to_cos},
+                      {"freq_shift", json_float(freq_shift)},
+                      {"downsample_padding", downsample_padding}};
+  // diffusers reads attention_head_dim as the head count when num_attention_heads is null
+  if (same_heads && !heads.empty())
+    j["attention_head_dim"] = heads.front();
+  else
+    j["attention_head_dim"] = heads;
+  return j;
 }
 
 UNetConfig UNetConfig::infer_channels(const io::TensorMap& w) {

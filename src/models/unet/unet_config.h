@@ -29,6 +29,9 @@ struct UNetConfig {
   int64_t downsample_padding = 1;
 
   static UNetConfig from_json(const nlohmann::json& j);
+  // diffusers' config.json fields (from_json(to_json()) gives this config back). Head counts go
+  // in attention_head_dim, as SD's published configs store them.
+  nlohmann::json to_json() const;
   // From the tensor shapes (canonical names). Heads are not in the shapes: SD1's convention
   // (8 heads everywhere) is used for conv projections, SD2's (64-wide heads) for linear ones.
   static UNetConfig infer(const io::TensorMap& weights);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "models/config_json.h"
 #include "nn/attention.h"
 #include "nn/functional.h"
 
@@ -33,6 +34,23 @@ VaeConfig VaeConfig::from_json(const nlohmann::json& j) {
   }
   DF_CHECK(!c.block_out_channels.empty(), "vae config.json: block_out_channels is empty");
   return c;
+}
+
+nlohmann::json VaeConfig::to_json() const {
+  const size_t n = block_out_channels.size();
+  return {{"_class_name", "AutoencoderKL"},
+          {"act_fn", "silu"},
+          {"in_channels", in_channels},
+          {"out_channels", out_channels},
+          {"latent_channels", latent_channels},
+          {"block_out_channels", block_out_channels},
+          {"down_block_types", std::vector<std::string>(n, "DownEncoderBlock2D")},
+          {"up_block_types", std::vector<std::string>(n, "UpDecoderBlock2D")},
+          {"layers_per_block", layers_per_block},
+          {"norm_num_groups", norm_num_groups},
+          {"scaling_factor", json_float(scaling_factor)},
+          {"use_quant_conv", use_quant_conv},
+          {"use_post_quant_conv", use_post_quant_conv}};
 }
 
 VaeConfig VaeConfig::infer(const io::TensorMap& w) {

@@ -20,6 +20,8 @@ struct VaeConfig {
   bool use_post_quant_conv = true;
 
   static VaeConfig from_json(const nlohmann::json& j);
+  // diffusers' config.json fields (from_json(to_json()) gives this config back).
+  nlohmann::json to_json() const;
   static VaeConfig infer(const io::TensorMap& weights);  // everything but scaling_factor
 };
 
