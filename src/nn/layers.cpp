@@ -10,7 +10,8 @@ Linear::Linear(int64_t in, int64_t out, bool has_bias) : in_features(in), out_fe
 }
 
 Tensor Linear::forward(const Tensor& x) const {
-  return autograd::linear(x, weight, bias);
+  Tensor y = autograd::linear(x, weight, bias);
+  return adapter ? autograd::add(y, adapter->forward(x)) : y;
 }
 
 Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride_, int64_t padding_,
@@ -21,7 +22,8 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride_, int64_t
 }
 
 Tensor Conv2d::forward(const Tensor& x) const {
-  return autograd::conv2d(x, weight, bias, stride, padding);
+  Tensor y = autograd::conv2d(x, weight, bias, stride, padding);
+  return adapter ? autograd::add(y, adapter->forward(x)) : y;
 }
 
 LayerNorm::LayerNorm(int64_t dim, float eps_) : eps(eps_) {

@@ -1,9 +1,19 @@
 // The basic layers. Each holds typed parameters named as in PyTorch (weight, bias). Their forward
 // calls autograd's differentiable functions: the same code serves inference and training.
 #pragma once
+#include <memory>
+
 #include "nn/module.h"
 
 namespace diffuse::nn {
+
+// Something added to a Linear's or Conv2d's output, computed from the layer's input (a LoRA
+// adapter): the layer returns base(x) + adapter->forward(x). Layers have none by default.
+class LayerAdapter {
+ public:
+  virtual ~LayerAdapter() = default;
+  virtual Tensor forward(const Tensor& x) const = 0;
+};
 
 class Linear : public Module {
  public:
@@ -11,6 +21,7 @@ class Linear : public Module {
   Tensor forward(const Tensor& x) const;  // [..., in] -> [..., out]
   Tensor weight, bias;
   int64_t in_features, out_features;
+  std::shared_ptr<const LayerAdapter> adapter;  // not a parameter of the layer
 };
 
 class Conv2d : public Module {
@@ -20,6 +31,7 @@ class Conv2d : public Module {
   Tensor forward(const Tensor& x) const;  // [B, in, H, W] -> [B, out, H', W']
   Tensor weight, bias;
   int64_t stride, padding;
+  std::shared_ptr<const LayerAdapter> adapter;  // not a parameter of the layer
 };
 
 class LayerNorm : public Module {

@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 
 #include "ops/ops.h"
 #include "pipeline/batch_generator.h"
 #include "pipeline/image_tensor.h"
 #include "sampling/samplers.h"
+#include "tokenizer/prompt_syntax.h"
 
 namespace diffuse::pipeline {
 
@@ -110,6 +113,37 @@ void validate_request(const ModelBundle& model, const GenerateRequest& req) {
     DF_CHECK(req.init_latents.shape() == want, "init latents are ", req.init_latents.desc(),
              " but this run needs f32", shape_str(want));
   }
+  for (auto& l : request_loras(req))
+    DF_CHECK(std::filesystem::is_regular_file(l.path), "LoRA file ", l.path, " not found");
+}
+
+std::string find_lora_file(const std::string& lora_dir, const std::string& name) {
+  namespace fs = std::filesystem;
+  DF_CHECK(name.find_first_of("/\\") == std::string::npos && name != "." && name != "..",
+           "LoRA name '", name, "' must be a file name without folders");
+  DF_CHECK(!lora_dir.empty(), "the prompt names LoRA '", name,
+           "' but no LoRA folder is given (--lora-dir)");
+  DF_CHECK(fs::is_directory(lora_dir), "LoRA folder ", lora_dir, " not found");
+  const fs::path direct = fs::path(lora_dir) / (name + ".safetensors");
+  if (fs::is_regular_file(direct)) return direct.string();
+  std::vector<std::string> found;
+  for (auto& e :
+       fs::recursive_directory_iterator(lora_dir, fs::directory_options::skip_permission_denied))
+    if (e.is_regular_file() && e.path().filename() == name + ".safetensors")
+      found.push_back(e.path().string());
+  DF_CHECK(!found.empty(), "LoRA '", name, "' not found: no ", name, ".safetensors in ", lora_dir);
+  std::sort(found.begin(), found.end());
+  DF_CHECK(found.size() == 1, "LoRA '", name, "' is ambiguous: ", found[0], " and ", found[1]);
+  return found[0];
+}
+
+std::vector<models::LoraUse> request_loras(const GenerateRequest& req, std::string* prompt) {
+  std::vector<models::LoraUse> loras = req.loras;
+  const tokenizer::PromptNetworks parsed = tokenizer::parse_prompt_networks(req.prompt);
+  for (auto& t : parsed.loras)
+    loras.push_back({find_lora_file(req.lora_dir, t.name), t.unet_weight, t.text_encoder_weight});
+  if (prompt) *prompt = parsed.prompt;
+  return loras;
 }
 
 Tensor sample_latents(ModelBundle& model, const GenerateRequest& req, const Tensor& cond,
@@ -188,6 +222,16 @@ ImageParameters image_parameters(const GenerateRequest& req, const std::string& 
                                  int64_t clip_skip) {
   ImageParameters p;
   p.prompt = req.prompt;
+  // LoRA files given apart from the prompt are recorded as A1111 would need them: as tags.
+  for (auto& l : req.loras) {
+    char w[64];
+    if (l.unet_weight == l.text_encoder_weight)
+      std::snprintf(w, sizeof w, "%g", double(l.unet_weight));
+    else
+      std::snprintf(w, sizeof w, "%g:%g", double(l.text_encoder_weight), double(l.unet_weight));
+    p.prompt += str(p.prompt.empty() ? "" : " ",
+                    "<lora:", std::filesystem::path(l.path).stem().string(), ":", w, ">");
+  }
   p.negative_prompt = req.negative_prompt;
   p.steps = req.steps;
   p.sampler = req.sampler;
@@ -205,7 +249,9 @@ ImageParameters image_parameters(const GenerateRequest& req, const std::string& 
 GenerateResult generate(ModelBundle& model, const GenerateRequest& req, const ProgressFn& progress) {
   validate_request(model, req);
   const int64_t skip = req.clip_skip > 0 ? req.clip_skip : model.default_clip_skip();
-  Tensor cond = model.encode_prompt(req.prompt, skip);
+  std::string prompt;
+  model.set_loras(request_loras(req, &prompt));
+  Tensor cond = model.encode_prompt(prompt, skip);
   Tensor uncond = req.cfg_scale > 1.0f ? model.encode_prompt(req.negative_prompt, skip) : Tensor();
   GenerateResult res;
   std::vector<Tensor> all_latents;

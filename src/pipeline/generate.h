@@ -35,6 +35,12 @@ struct GenerateRequest {
   // Exact reproduction: the initial latents [batch_size * batch_count, C, h, w] (unscaled
   // noise, as diffusers' `latents=` argument) instead of drawing them.
   Tensor init_latents;
+
+  // LoRA files (kohya format) to merge for this request. The prompt's <lora:NAME:WEIGHT> tags
+  // (AUTOMATIC1111's syntax, positive prompt only) add NAME.safetensors from lora_dir (or a
+  // folder below it); the tags are taken out of the text the encoder sees.
+  std::vector<models::LoraUse> loras;
+  std::string lora_dir;
 };
 
 struct GenerateResult {
@@ -50,6 +56,14 @@ using ProgressFn = std::function<bool(int batch, int step, int total_steps)>;
 // Checks a request against a model: sizes, steps, strength, sampler, mask and image shapes;
 // throws one clear Error naming the problem.
 void validate_request(const ModelBundle& model, const GenerateRequest& req);
+
+// The LoRA files of a request: `loras`, then the files its prompt's tags name. *prompt (if
+// given) gets the prompt without the tags. Throws naming a malformed tag or a missing file.
+std::vector<models::LoraUse> request_loras(const GenerateRequest& req,
+                                           std::string* prompt = nullptr);
+// The file a <lora:NAME> tag means: DIR/NAME.safetensors, else the one NAME.safetensors in a
+// folder below DIR. NAME may not hold a path.
+std::string find_lora_file(const std::string& lora_dir, const std::string& name);
 
 // Model calls per batch: img2img runs only the last int(steps * strength) steps. (An order-2
 // sampler calls the model about twice per step; progress counts the callbacks.)

@@ -186,4 +186,16 @@ Tensor ModelBundle::encode_prompt(const std::string& prompt, int64_t clip_skip) 
   return text_encoder().encode(token_ids(prompt), clip_skip);
 }
 
+void ModelBundle::set_loras(const std::vector<models::LoraUse>& loras) {
+  if (loras == loras_) return;
+  lora_merger_.reset();  // restores the original weights
+  loras_.clear();
+  if (loras.empty()) return;
+  auto merger = std::make_unique<models::LoraMerger>(&unet(), &text_encoder());
+  for (auto& l : loras)
+    merger->merge(models::read_lora_file(l.path), l.path, l.unet_weight, l.text_encoder_weight);
+  lora_merger_ = std::move(merger);
+  loras_ = loras;
+}
+
 }  // namespace diffuse::pipeline

@@ -7,6 +7,7 @@
 
 #include "io/model_files.h"
 #include "models/clip/clip_text_model.h"
+#include "models/lora/lora_merge.h"
 #include "models/unet/unet_2d_condition.h"
 #include "models/vae/autoencoder_kl.h"
 #include "tokenizer/clip_tokenizer.h"
@@ -67,6 +68,14 @@ class ModelBundle {
   Tensor token_ids(const std::string& prompt);
   Tensor encode_prompt(const std::string& prompt, int64_t clip_skip);
 
+  // LoRA files merged into the UNet and the text encoder (models/lora). After set_loras(l)
+  // exactly the files of `l` are merged with their multipliers: the previous set is undone
+  // first, an empty list restores the original weights, and nothing is re-read when `l` equals
+  // the current set. On an error (a file that does not read or fit) the original weights are
+  // restored and the error is thrown.
+  void set_loras(const std::vector<models::LoraUse>& loras);
+  const std::vector<models::LoraUse>& loras() const { return loras_; }
+
  private:
   BundleOptions options_;
   Precision precision_ = Precision::Fp32;
@@ -74,6 +83,8 @@ class ModelBundle {
   std::unique_ptr<models::ClipTextModel> text_encoder_;
   std::unique_ptr<models::UNet2DConditionModel> unet_;
   std::unique_ptr<models::AutoencoderKL> vae_;
+  std::vector<models::LoraUse> loras_;
+  std::unique_ptr<models::LoraMerger> lora_merger_;  // declared last: restores before the models go
 };
 
 }  // namespace diffuse::pipeline

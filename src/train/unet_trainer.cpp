@@ -6,12 +6,20 @@ namespace diffuse::train {
 
 UNetTrainer::UNetTrainer(models::UNet2DConditionModel& unet, NoiseSchedule schedule,
                          UNetTrainOptions o)
+    : UNetTrainer(unet, std::move(schedule), o, make_trainable(unet)) {}
+
+UNetTrainer::UNetTrainer(models::UNet2DConditionModel& unet, NoiseSchedule schedule,
+                         UNetTrainOptions o, std::vector<nn::Module::ParamRef> trainable)
     : unet_(unet),
       schedule_(std::move(schedule)),
       o_(o),
-      params_(make_trainable(unet)),
+      params_(std::move(trainable)),
       optim_(std::make_unique<Optimization>(slots(params_), o)),
       rng_(o.seed) {
+  DF_CHECK(!params_.empty(), "train: no parameters to train");
+  for (auto& p : params_)
+    DF_CHECK(autograd::requires_grad(*p.tensor), "train: parameter ", p.name,
+             " is not a trainable leaf (requires_grad)");
   unet_.set_gradient_checkpointing(o_.gradient_checkpointing);
 }
 

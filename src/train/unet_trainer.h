@@ -25,6 +25,10 @@ class UNetTrainer {
  public:
   // Makes every parameter of `unet` a trainable f32 leaf (owned copies).
   UNetTrainer(models::UNet2DConditionModel& unet, NoiseSchedule schedule, UNetTrainOptions o);
+  // Trains only `trainable` (f32 leaves that requires_grad, e.g. a LoraNetwork's params());
+  // the UNet's own weights are left as they are.
+  UNetTrainer(models::UNet2DConditionModel& unet, NoiseSchedule schedule, UNetTrainOptions o,
+              std::vector<nn::Module::ParamRef> trainable);
 
   // One micro-batch: clean latents x0 [B, C, h, w] (already scaled by the VAE factor) and their
   // conditioning [B, S, D]; noise and timesteps come from the trainer's generator.

@@ -1,0 +1,48 @@
+// Applying LoRA files at inference: each named layer's weight becomes
+// W + multiplier * alpha / rank * up @ down, and the original weights can be put back (a server
+// applies a different set per request).
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "models/lora/lora_file.h"
+#include "models/lora/lora_names.h"
+
+namespace diffuse::models {
+
+// A LoRA file and its multipliers (A1111's <lora:NAME:TE:UNET>; one weight sets both).
+struct LoraUse {
+  std::string path;
+  float unet_weight = 1, text_encoder_weight = 1;
+  bool operator==(const LoraUse&) const = default;
+};
+
+class LoraMerger {
+ public:
+  // Either model may be null: a file naming its layers is then an error.
+  LoraMerger(const UNet2DConditionModel* unet, const ClipTextModel* text_encoder);
+  // Restores the original weights.
+  ~LoraMerger();
+  LoraMerger(const LoraMerger&) = delete;
+  LoraMerger& operator=(const LoraMerger&) = delete;
+
+  // Adds `file` (called `what` in errors) to the layers it names. Every module is resolved and
+  // its shapes checked first: an unknown name or a shape that does not fit throws one Error
+  // listing them, before any weight changes. Merged weights are new tensors in the layer's
+  // dtype (the originals, possibly read-only memory-mapped or 16-bit, are kept for restore()).
+  // A part whose multiplier is 0 is left alone.
+  void merge(const LoraFile& file, const std::string& what, float unet_multiplier,
+             float text_encoder_multiplier);
+  // Puts every changed weight back as it was.
+  void restore();
+  // Layers whose weights differ from the originals now.
+  size_t merged_layers() const { return originals_.size(); }
+  const LoraNames& names() const { return names_; }
+
+ private:
+  LoraNames names_;
+  std::map<Tensor*, Tensor> originals_;
+};
+
+}  // namespace diffuse::models
