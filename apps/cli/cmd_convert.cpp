@@ -24,6 +24,12 @@ bool ends_with_safetensors(const std::string& path) {
 
 io::ModelLayout output_layout(const ConvertArgs& a) {
   const bool safetensors = ends_with_safetensors(a.output);
+  const std::string ext = fs::path(a.output).extension().string();
+  for (const char* weights : {".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft"})
+    DF_CHECK(ext != weights, a.output,
+             ": convert writes diffusers folders and .safetensors files "
+             "only (name it ",
+             fs::path(a.output).stem().string(), ".safetensors, or a folder)");
   if (a.to.empty())
     return safetensors ? io::ModelLayout::SingleFile : io::ModelLayout::DiffusersFolder;
   if (a.to == "diffusers") {
@@ -33,7 +39,6 @@ io::ModelLayout output_layout(const ConvertArgs& a) {
     return io::ModelLayout::DiffusersFolder;
   }
   if (a.to == "single") {
-    const std::string ext = fs::path(a.output).extension().string();
     DF_CHECK(safetensors || ext.empty(), a.output,
              ": --to single writes safetensors only (name it ", fs::path(a.output).stem().string(),
              ".safetensors)");
@@ -42,11 +47,18 @@ io::ModelLayout output_layout(const ConvertArgs& a) {
   DF_FAIL("unknown --to '", a.to, "' (expected diffusers or single)");
 }
 
-std::string summary(const io::TensorMap& t, const char* name) {
-  if (t.empty()) return "";
-  int64_t params = 0;
-  for (const auto& [n, x] : t) params += x.numel();
-  return str(" ", name, " ", t.size(), " tensors (", params, " parameters)");
+// "unet 686 tensors (859520964 parameters), vae ..."
+std::string summary(const io::ModelFiles& f) {
+  std::string out;
+  for (const auto& [name, t] : {std::pair<const char*, const io::TensorMap*>{"unet", &f.unet},
+                                {"vae", &f.vae},
+                                {"text_encoder", &f.text_encoder}}) {
+    if (t->empty()) continue;
+    int64_t params = 0;
+    for (const auto& [n, x] : *t) params += x.numel();
+    out += str(out.empty() ? "" : ", ", name, " ", t->size(), " tensors (", params, " parameters)");
+  }
+  return out;
 }
 
 int run_convert(const ConvertArgs& a) {
@@ -62,12 +74,10 @@ int run_convert(const ConvertArgs& a) {
                                    : bundle->files;
   io::save_model(files, a.output, layout, opt);
   if (!a.quiet)
-    std::fprintf(stderr, "diffuse: wrote %s (%s, %s, %s):%s%s%s\n", a.output.c_str(),
+    std::fprintf(stderr, "diffuse: wrote %s (%s, %s, %s): %s\n", a.output.c_str(),
                  layout == io::ModelLayout::DiffusersFolder ? "diffusers folder" : "single file",
                  pipeline::family_name(bundle->family, bundle->inpaint),
-                 a.dtype.empty() ? "dtypes kept" : dtype_name(*opt.dtype),
-                 summary(files.unet, "unet").c_str(), summary(files.vae, "vae").c_str(),
-                 summary(files.text_encoder, "text_encoder").c_str());
+                 a.dtype.empty() ? "dtypes kept" : dtype_name(*opt.dtype), summary(files).c_str());
   return 0;
 }
 
