@@ -66,4 +66,15 @@ int run_command(const std::string& cmd, std::string* out) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+std::string shell_quote(const std::string& s) {
+  std::string r = "'";
+  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return r + "'";
+}
+
+int run_diffuse(const std::string& args, std::string* out) {
+  out->clear();
+  return run_command(shell_quote(cli_path()) + " " + args + " 2>&1", out);
+}
+
 }  // namespace diffuse::test

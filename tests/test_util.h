@@ -26,6 +26,10 @@ double rel_error(const Tensor& a, const Tensor& b);
 
 // Runs a shell command, returns its exit code; stdout (and stderr if merge) into *out.
 int run_command(const std::string& cmd, std::string* out = nullptr);
+// `s` single-quoted for the shell.
+std::string shell_quote(const std::string& s);
+// Runs `diffuse ARGS` (ARGS already quoted); returns its exit code, stdout+stderr in *out.
+int run_diffuse(const std::string& args, std::string* out);
 
 }  // namespace diffuse::test
 

@@ -18,15 +18,10 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string q(const std::string& s) {
-  std::string r = "'";
-  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return r + "'";
+  return test::shell_quote(s);
 }
-
-// Runs `diffuse ARGS`; returns the exit code, stdout+stderr in *out.
 int diffuse(const std::string& args, std::string* out) {
-  out->clear();
-  return test::run_command(q(test::cli_path()) + " " + args + " 2>&1", out);
+  return test::run_diffuse(args, out);
 }
 
 const test::ModelForm* first_form(const std::string& kind) {

@@ -10,6 +10,7 @@
 #include "io/model_files.h"
 #include "io/name_map_check.h"
 #include "io/name_map_ldm.h"
+#include "manifests.h"
 #include "test_util.h"
 
 namespace diffuse::io {
@@ -146,27 +147,12 @@ TEST(ModelFiles, ModelIndexFileOpensItsFolder) {
   GTEST_SKIP() << "no diffusers folder in the reference dir";
 }
 
-NamedShapes manifest_entries(const json& j) {
-  NamedShapes out;
-  for (const auto& [name, shape] : j.items()) out.emplace_back(name, shape.get<Shape>());
-  return out;
-}
-
 // manifests.json: "<model>/single_file" (or "<model>/single_file/<component>") and
 // "<model>/diffusers/<component>", each name -> shape.
 TEST(ModelFiles, FullSizeManifestsMapExactly) {
   DF_REQUIRE_REF(path, "manifests/manifests.json");
   const json manifests = json::parse(read_text_file(path));
-  std::map<std::string, NamedShapes> singles;
-  for (const auto& [key, entries] : manifests.items()) {
-    const size_t slash = key.find('/');
-    if (slash == std::string::npos || !entries.is_object()) continue;
-    const std::string model = key.substr(0, slash), rest = key.substr(slash + 1);
-    if (rest == "single_file" || rest.starts_with("single_file/")) {
-      auto e = manifest_entries(entries);
-      singles[model].insert(singles[model].end(), e.begin(), e.end());
-    }
-  }
+  const std::map<std::string, NamedShapes> singles = single_file_manifests(manifests);
   ASSERT_FALSE(singles.empty()) << "no single_file manifests";
   for (const auto& [model, names] : singles) {
     SCOPED_TRACE(model);

@@ -13,6 +13,7 @@
 #include "io/name_map_inverse.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
+#include "manifests.h"
 #include "model_forms.h"
 #include "pipeline/model_export.h"
 #include "test_util.h"
@@ -37,6 +38,12 @@ void expect_same_tensors(const TensorMap& got, const TensorMap& want, const std:
     EXPECT_TRUE(same_bits(it->second, t))
         << what << ": " << name << " " << it->second.desc() << " vs " << t.desc();
   }
+}
+
+void expect_same_components(const ModelFiles& got, const ModelFiles& want) {
+  expect_same_tensors(got.unet, want.unet, "unet");
+  expect_same_tensors(got.vae, want.vae, "vae");
+  expect_same_tensors(got.text_encoder, want.text_encoder, "text_encoder");
 }
 
 std::string fresh_dir(const std::string& name) {
@@ -65,9 +72,7 @@ TEST_P(ModelWriterForms, DiffusersFolderRoundTrip) {
 
   const ModelFiles back = open_model(out);
   EXPECT_EQ(back.layout, ModelLayout::DiffusersFolder);
-  expect_same_tensors(back.unet, files.unet, "unet");
-  expect_same_tensors(back.vae, files.vae, "vae");
-  expect_same_tensors(back.text_encoder, files.text_encoder, "text_encoder");
+  expect_same_components(back, files);
   EXPECT_EQ(back.unet_config, files.unet_config);
   EXPECT_EQ(back.vae_config, files.vae_config);
   EXPECT_EQ(back.text_encoder_config, files.text_encoder_config);
@@ -103,9 +108,7 @@ TEST_P(ModelWriterForms, SingleFileRoundTrip) {
 
   const ModelFiles back = open_model(out);
   EXPECT_EQ(back.layout, ModelLayout::SingleFile);
-  expect_same_tensors(back.unet, files.unet, "unet");
-  expect_same_tensors(back.vae, files.vae, "vae");
-  expect_same_tensors(back.text_encoder, files.text_encoder, "text_encoder");
+  expect_same_components(back, files);
   EXPECT_TRUE(back.ignored.empty());
   const bool sd2 = f.model.find("sd2") != std::string::npos;
   EXPECT_EQ(back.text_layout, sd2 ? TextEncoderLayout::OpenClip : TextEncoderLayout::ClipHF);
@@ -148,16 +151,8 @@ GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ModelWriterForms);
 // are the manifest's names (and shapes) exactly, less the tensors the loader ignores.
 TEST(ModelWriter, FullSizeManifestNamesComeBack) {
   DF_REQUIRE_REF(path, "manifests/manifests.json");
-  const json manifests = json::parse(read_text_file(path));
-  std::map<std::string, NamedShapes> singles;
-  for (const auto& [key, entries] : manifests.items()) {
-    const size_t slash = key.find('/');
-    if (slash == std::string::npos || !entries.is_object()) continue;
-    const std::string rest = key.substr(slash + 1);
-    if (rest == "single_file" || rest.starts_with("single_file/"))
-      for (const auto& [name, shape] : entries.items())
-        singles[key.substr(0, slash)].emplace_back(name, shape.get<Shape>());
-  }
+  const std::map<std::string, NamedShapes> singles =
+      single_file_manifests(json::parse(read_text_file(path)));
   ASSERT_FALSE(singles.empty()) << "no single_file manifests";
   for (const auto& [model, names] : singles) {
     SCOPED_TRACE(model);
