@@ -13,6 +13,7 @@
 
 #include "autograd/autograd.h"
 #include "autograd/functions.h"
+#include "distributed_util.h"
 #include "test_util.h"
 #include "train/distributed.h"
 
@@ -79,15 +80,8 @@ TEST(Communicator, SingleProcessIsTheIdentity) {
 
 namespace {
 
-// mpirun as OpenMPI needs it here: root allowed (containers), more processes than cores, no
-// core binding (tests run side by side), no single-copy transport (often barred in containers),
-// one thread per process. Unknown OMPI_ variables are ignored by other MPIs.
 std::string mpirun(int np, const std::string& args) {
-  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-         "OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_hwloc_base_binding_policy=none "
-         "OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1 timeout 120 " +
-         std::string(DIFFUSE_MPIEXEC) + " -n " + std::to_string(np) + " " + DIFFUSE_DIST_CHECK +
-         " " + args + " 2>&1";
+  return test::mpirun(np) + DIFFUSE_DIST_CHECK + " " + args + " 2>&1";
 }
 
 std::vector<double> read_numbers(const std::string& path) {
