@@ -225,6 +225,12 @@ void save_diffusers_folder(const ModelFiles& m, const fs::path& target, const Sa
   }
   list("tokenizer", has_tokenizer(m), "transformers", "CLIPTokenizer");
   if (has_tokenizer(m)) write_tokenizer(m, staging.dir() / "tokenizer");
+  // Components of the source index that are not written (safety checker, feature extractor...)
+  // are listed as absent, so that a loader does not look for their folders.
+  for (auto& [name, entry] : index.items())
+    if (entry.is_array() && entry.size() == 2 && entry[0].is_string() &&
+        !fs::is_directory(staging.dir() / name))
+      entry = {nullptr, nullptr};
   write_json(staging.dir() / "model_index.json", index);
   staging.install();
 }

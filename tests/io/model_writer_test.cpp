@@ -3,6 +3,7 @@
 // names of the full-size manifests must come back exactly; a failed write leaves nothing behind.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -147,7 +148,7 @@ INSTANTIATE_TEST_SUITE_P(Forms, ModelWriterForms, ::testing::ValuesIn(test::all_
                          [](const auto& info) { return test::form_test_name(info.param); });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ModelWriterForms);
 
-// The full-size manifests' single-file names, mapped to the canonical ones and planned back,
+// The full-size manifests' single-file names, mapped to the canonical ones and written back,
 // are the manifest's names (and shapes) exactly, less the tensors the loader ignores.
 TEST(ModelWriter, FullSizeManifestNamesComeBack) {
   DF_REQUIRE_REF(path, "manifests/manifests.json");
@@ -157,14 +158,31 @@ TEST(ModelWriter, FullSizeManifestNamesComeBack) {
   for (const auto& [model, names] : singles) {
     SCOPED_TRACE(model);
     const MappedNames mapped = map_single_file_names(names, model);
-    LdmLayoutPlan plan;
-    ASSERT_NO_THROW(
-        plan = plan_ldm_layout(mapped.unet, mapped.vae, mapped.text_encoder, mapped.text_layout));
+    // No weights: every canonical tensor views one shared f16 buffer of the largest size.
+    int64_t largest = 0;
+    for (const auto& [name, shape] : names) largest = std::max(largest, shape_numel(shape));
+    const Tensor buffer = Tensor::zeros({largest}, DType::F16);
+    auto fake = [&](const NamedShapes& canonical) {
+      TensorMap out;
+      for (const auto& [name, shape] : canonical)
+        out[name] = Tensor::from_blob(buffer.raw_data(), shape, DType::F16, buffer.storage());
+      return out;
+    };
+    ModelFiles files;
+    files.unet = fake(mapped.unet);
+    files.vae = fake(mapped.vae);
+    files.text_encoder = fake(mapped.text_encoder);
+    files.text_layout = mapped.text_layout;
+    TensorMap written;
+    ASSERT_NO_THROW(written = single_file_tensors(files, single_file_text_layout(files)));
+    std::map<std::string, Shape> got;
+    for (const auto& [name, t] : written) got[name] = t.shape();
+    const LdmLayoutPlan plan =
+        plan_ldm_layout(mapped.unet, mapped.vae, mapped.text_encoder, mapped.text_layout);
     const std::set<std::string> ignored(mapped.ignored.begin(), mapped.ignored.end());
     std::map<std::string, Shape> want;
     for (const auto& [name, shape] : names)
       if (!ignored.count(name)) want[name] = shape;
-    const std::map<std::string, Shape> got(plan.sources.begin(), plan.sources.end());
     for (const auto& [name, shape] : want) {
       auto it = got.find(name);
       if (it == got.end())
@@ -201,6 +219,19 @@ TEST(ModelWriter, LoneComponentFolder) {
   EXPECT_TRUE(back.vae.empty());
   EXPECT_TRUE(back.model_index["vae"][0].is_null());
   EXPECT_TRUE(back.model_index["text_encoder"][0].is_null());
+  EXPECT_EQ(back.model_index["unet"], json({"diffusers", "UNet2DConditionModel"}));
+
+  // A source index's components that are not written are listed as absent.
+  ModelFiles m = small_folder_model();
+  m.model_index = {{"_class_name", "StableDiffusionPipeline"},
+                   {"safety_checker", {"stable_diffusion", "StableDiffusionSafetyChecker"}},
+                   {"unet", {"diffusers", "UNet2DConditionModel"}},
+                   {"requires_safety_checker", true}};
+  save_model(m, out, ModelLayout::DiffusersFolder);
+  const json index = open_model(out).model_index;
+  EXPECT_TRUE(index["safety_checker"][0].is_null());
+  EXPECT_EQ(index["unet"], json({"diffusers", "UNet2DConditionModel"}));
+  EXPECT_EQ(index["requires_safety_checker"], true);
 }
 
 TEST(ModelWriter, FailedWriteLeavesTheTargetAsItWas) {
