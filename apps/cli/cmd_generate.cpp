@@ -1,5 +1,7 @@
 // diffuse generate: text to image, image to image and inpainting.
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <random>
@@ -23,6 +25,7 @@ struct GenerateArgs {
   std::string model, config, output = "output.png";
   std::string init_image, mask, init_latents, save_latents;
   pipeline::GenerateRequest req;
+  std::vector<std::string> loras;  // --lora FILE[:WEIGHT]
   int64_t width = 0, height = 0;
   int threads = 0;
   bool quiet = false;
@@ -36,9 +39,27 @@ std::string numbered(const std::string& path, size_t i, size_t n) {
   return (p.parent_path() / (stem + "-" + std::to_string(i + 1) + (ext.empty() ? ".png" : ext))).string();
 }
 
+// --lora FILE[:WEIGHT]: the weight is what follows the last ':' when it is a number (1 if none).
+models::LoraUse parse_lora_option(const std::string& arg) {
+  models::LoraUse l{arg};
+  const size_t colon = arg.rfind(':');
+  if (colon != std::string::npos && colon > 0) {
+    const std::string w = arg.substr(colon + 1);
+    char* end = nullptr;
+    const float v = std::strtof(w.c_str(), &end);
+    if (!w.empty() && end == w.c_str() + w.size()) {
+      DF_CHECK(std::isfinite(v), "--lora ", arg, ": the weight is not a number");
+      l = {arg.substr(0, colon), v, v};
+    }
+  }
+  DF_CHECK(fs::is_regular_file(l.path), "--lora: LoRA file ", l.path, " not found");
+  return l;
+}
+
 int run_generate(GenerateArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
   auto& req = a.req;
+  for (auto& l : a.loras) req.loras.push_back(parse_lora_option(l));
   if (req.rng == "torch") req.rng = "cpu";
   if (req.seed < 0) req.seed = int64_t(std::random_device{}() & 0x7fffffff);
   auto model = open_model(a.model, a.config);
@@ -143,6 +164,10 @@ Command generate_cmd(
                      "A .safetensors with one f32 tensor [B, 4, h, w]: the starting noise");
       sub.add_option("--save-latents", a->save_latents,
                      "Write the final latents (tensor 'latents', before the VAE) to this .safetensors");
+      sub.add_option("--lora", a->loras,
+                     "Apply a LoRA file (kohya .safetensors): FILE or FILE:WEIGHT (repeatable)");
+      sub.add_option("--lora-dir", r.lora_dir,
+                     "Folder of LoRA files for <lora:NAME:WEIGHT> tags in the prompt");
       sub.add_option("-o,--output", a->output, "Output PNG; several images get -1, -2 ... suffixes")->capture_default_str();
       sub.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
       sub.add_flag("-q,--quiet", a->quiet, "No progress bar");
@@ -151,6 +176,7 @@ Command generate_cmd(
           "  diffuse generate -m v1-5-pruned-emaonly.safetensors -p \"a red fox in snow\" -o fox.png\n"
           "  diffuse generate -m sd15 -p \"oil painting\" -i photo.png --strength 0.6 -o paint.png\n"
           "  diffuse generate -m sd15-inpainting.safetensors -p \"a cat\" -i room.png --mask m.png\n"
+          "  diffuse generate -m sd15 -p \"a cat <lora:watercolor:0.8>\" --lora-dir loras/\n"
           "The PNG carries the parameters in AUTOMATIC1111's format (PNG Info).");
       r.seed = -1;
       r.rng = "cpu";
