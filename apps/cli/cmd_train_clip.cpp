@@ -115,6 +115,10 @@ int run_train_clip(ClipArgs& a) {
   DF_CHECK(a.model.empty() != a.config.empty(),
            "give either -m (a CLIP folder to fine-tune) or --config (a CLIPConfig json to train "
            "from scratch)");
+  const fs::path src(a.config.empty() ? a.model : a.config);
+  const nlohmann::json cfg =
+      read_json_file(fs::is_directory(src) ? (src / "config.json").string() : src.string());
+  a.t.resolution = models::ClipModelConfig::from_json(cfg).vision.image_size;
   const train::ImageCaptionDataset data = open_training_data(a.t);
   nlohmann::json s;
   s["model"] = "clip";

@@ -8,7 +8,9 @@
 #include "apps/cli/common.h"
 #include "autograd/autograd.h"
 #include "io/mmap_file.h"
+#include "io/model_writer.h"
 #include "ops/ops.h"
+#include "pipeline/model_export.h"
 #include "sampling/rng.h"
 #include "train/init.h"
 #include "train/unet_trainer.h"
@@ -47,12 +49,15 @@ class UNetTask final : public train::TrainTask {
       unet_ = std::make_unique<models::UNet2DConditionModel>(models::UNetConfig::from_json(cfg));
       train::init_parameters(*unet_, a.t.seed);
     } else {
-      DF_CHECK(!cfg.is_null(), a.model,
-               ": fine-tuning needs a diffusers folder (its unet/config.json)");
       unet_ = std::make_unique<models::UNet2DConditionModel>(model.unet_config);
       unet_->load_state_dict(model.files.unet, "UNet of " + a.model);
     }
-    unet_json_ = cfg;
+    // The pipeline as a diffusers folder writes it: the frozen parts as they are, the UNet's
+    // config, the scheduler with the prediction type trained.
+    files_ = pipeline::files_for_export(model);
+    if (!cfg.is_null()) files_.unet_config = cfg;
+    if (files_.scheduler_config.is_object())
+      files_.scheduler_config["prediction_type"] = prediction_type();
     train::UNetTrainOptions o;
     static_cast<train::OptimizationOptions&>(o) = optimization_options(a.t, total_steps);
     o.min_snr_gamma = a.min_snr_gamma;
@@ -98,24 +103,10 @@ class UNetTask final : public train::TrainTask {
   const std::vector<nn::Module::ParamRef>& params() const override { return trainer_->params(); }
 
   void save_model(const std::string& dir) override {
-    const fs::path out(dir);
-    write_component((out / "unet").string(), unet_json_,
-                    trained_weights(trainer_->params(), trainer_->optimization()),
-                    "diffusion_pytorch_model.safetensors");
-    DF_CHECK(
-        model_.files.layout == io::ModelLayout::DiffusersFolder, a_.model,
-        ": the checkpoint's pipeline folder is copied from a diffusers folder; give one with -m");
-    for (auto& e : fs::directory_iterator(model_.files.path)) {
-      const std::string name = e.path().filename().string();
-      if (name == "unet" || name == "scheduler") continue;
-      train::link_or_copy(e.path().string(), (out / name).string());
-    }
-    if (model_.scheduler_config.is_object()) {
-      nlohmann::json s = model_.scheduler_config;
-      s["prediction_type"] = prediction_type();
-      fs::create_directories(out / "scheduler");
-      write_text_atomic((out / "scheduler" / "scheduler_config.json").string(), s.dump(2) + "\n");
-    }
+    io::ModelFiles f = files_;
+    f.unet = trained_weights(trainer_->params(), trainer_->optimization());
+    io::save_model(f, dir, io::ModelLayout::DiffusersFolder);
+    io::save_model(f, (fs::path(dir) / "model.safetensors").string(), io::ModelLayout::SingleFile);
   }
 
  private:
@@ -147,7 +138,7 @@ class UNetTask final : public train::TrainTask {
   pipeline::ModelBundle& model_;
   const train::ImageCaptionDataset& data_;
   std::unique_ptr<models::UNet2DConditionModel> unet_;
-  nlohmann::json unet_json_;
+  io::ModelFiles files_;
   std::unique_ptr<train::UNetTrainer> trainer_;
   int64_t num_timesteps_ = 1000;
   std::vector<models::LatentDistribution> latents_;
@@ -186,8 +177,8 @@ int run_train_unet(UNetArgs& a) {
 void setup_train_unet(CLI::App& sub, std::function<int()>& action) {
   auto a = std::make_shared<UNetArgs>();
   sub.add_option("-m,--model", a->model,
-                 "The model to fine-tune, a diffusers folder; its VAE and text encoder are "
-                 "frozen and encode the data, and the checkpoints copy them")
+                 "The model to fine-tune (a diffusers folder or a single .safetensors/.ckpt); its "
+                 "VAE and text encoder are frozen, encode the data and go into each checkpoint")
       ->required();
   sub.add_option("--config", a->config,
                  "Train a new UNet from scratch: a diffusers UNet config.json (or a folder with "
@@ -216,7 +207,9 @@ void setup_train_unet(CLI::App& sub, std::function<int()>& action) {
       "  (after a stop: the same command with --resume continues from the newest checkpoint)\n"
       "  diffuse generate -m out/checkpoint-2000 -p \"a caption\"\n"
       "Each checkpoint-STEP/ is a complete diffusers pipeline folder (the trained UNet, the\n"
-      "frozen VAE, text encoder, tokenizer and scheduler) plus training_state.safetensors.");
+      "frozen VAE, text encoder, tokenizer and scheduler), the same model as one LDM-layout\n"
+      "model.safetensors (for AUTOMATIC1111, ComfyUI...), and training_state.safetensors.\n"
+      "With --ema both hold the averaged weights.");
   action = [a]() { return run_train_unet(*a); };
 }
 

@@ -133,7 +133,8 @@ void setup_train_vae(CLI::App& sub, std::function<int()>& action) {
       "  diffuse train vae -m sd15-diffusers --data photos/ -o vae-out --resolution 256 \\\n"
       "      --batch-size 4 --lr 1e-5 --steps 5000 --ema\n"
       "Each checkpoint-STEP/ holds vae/ (a diffusers VAE folder), vae.safetensors and the\n"
-      "training state. The default resolution is 256.");
+      "training state (vae.safetensors: the same tensors, diffusers names). The default\n"
+      "resolution is 256.");
   action = [a]() { return run_train_vae(*a); };
 }
 

@@ -91,6 +91,13 @@ RunResult run_training(TrainTask& task, int64_t n, const RunOptions& o, Communic
   res.start_step = res.steps = pos.step;
   if (lead) {
     fs::create_directories(o.output);
+    // Leftovers of a killed run: half-written checkpoint folders and `last` files.
+    for (auto& e : fs::directory_iterator(o.output)) {
+      const std::string f = e.path().filename().string();
+      if ((f.rfind(".checkpoint-", 0) == 0 && f.size() > 4 && f.substr(f.size() - 4) == ".tmp") ||
+          f.rfind("last.tmp", 0) == 0)
+        fs::remove_all(e.path());
+    }
     start_log(log_path, pos.step > 0, pos.step);
   }
   if (pos.step >= total) {

@@ -1,0 +1,277 @@
+// diffuse train on tiny models and a few generated images: a run killed with SIGKILL and
+// resumed gives the same loss curve and weights as an uninterrupted one; the checkpoints load
+// with `diffuse generate` and io::open_model; VAE and CLIP training lower their loss; errors.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "io/image.h"
+#include "io/model_files.h"
+#include "io/safetensors.h"
+#include "test_util.h"
+
+using namespace diffuse;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Four small images of different sizes (one RGBA) with captions, made once.
+std::string make_data() {
+  const std::string dir = test::temp_dir() + "/train-data";
+  if (fs::exists(dir)) return dir;
+  fs::create_directories(dir);
+  const char* words[] = {"red stripes", "green dots", "blue waves", "gray squares"};
+  for (int k = 0; k < 4; ++k) {
+    const int w = 72 + 8 * k, h = 64 + 4 * (3 - k), c = k == 3 ? 4 : 3;
+    io::Image img{w, h, c, std::vector<uint8_t>(size_t(w * h * c))};
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x)
+        for (int ch = 0; ch < c; ++ch)
+          img.pixels[size_t((y * w + x) * c + ch)] =
+              uint8_t(ch == 3 ? 128 + x : (x * (ch + 1) * (k + 1) + y * (3 - ch) + 50 * k) % 256);
+    const std::string name = dir + "/img" + std::to_string(k);
+    io::save_png(name + ".png", img);
+    std::ofstream(name + ".txt") << "a picture of " << words[k];
+  }
+  return dir;
+}
+
+// The step,epoch,loss,lr,grad_norm columns of a CSV log (seconds differ between runs).
+std::vector<std::string> log_rows(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::vector<std::string> rows;
+  std::getline(in, line);
+  EXPECT_EQ(line, "step,epoch,loss,lr,grad_norm,seconds");
+  while (std::getline(in, line)) rows.push_back(line.substr(0, line.rfind(',')));
+  return rows;
+}
+
+std::vector<double> losses(const std::string& path) {
+  std::vector<double> out;
+  for (const std::string& r : log_rows(path)) {
+    std::stringstream ss(r);
+    std::string cell;
+    for (int i = 0; i < 3; ++i) std::getline(ss, cell, ',');
+    out.push_back(std::stod(cell));
+  }
+  return out;
+}
+
+// Data rows in a log being written (0 while absent).
+size_t log_rows_quiet(const std::string& path) {
+  std::ifstream in(path);
+  size_t n = 0;
+  for (std::string line; std::getline(in, line);) n += !line.empty() && line.back() != 's';
+  return n;
+}
+
+double mean(const std::vector<double>& v, size_t from, size_t to) {
+  double s = 0;
+  for (size_t i = from; i < to; ++i) s += v[i];
+  return s / double(to - from);
+}
+
+void expect_same_tensors(const io::TensorMap& a, const io::TensorMap& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (auto& [name, t] : a) {
+    ASSERT_TRUE(b.count(name)) << what << ": " << name;
+    EXPECT_EQ(test::rel_error(t.to(DType::F32), b.at(name).to(DType::F32)), 0.0)
+        << what << ": " << name;
+  }
+}
+
+std::string unet_args(const std::string& model, const std::string& out) {
+  return " train unet -m " + model + " --data " + make_data() + " -o " + out +
+         " --resolution 64 --batch-size 1 --grad-accum 2 --steps 4 --save-every 2 --lr 1e-3"
+         " --lr-scheduler cosine --warmup-steps 1 --ema --seed 3 -t 1 -q";
+}
+
+}  // namespace
+
+TEST(TrainCli, KilledAndResumedRunMatchesUninterruptedRun) {
+  DF_REQUIRE_REF(model, "sd1-tiny/diffusers");
+  const std::string dir = test::temp_dir();
+  const std::string a = dir + "/whole", b = dir + "/killed";
+  std::string out;
+  ASSERT_EQ(test::run_command(test::cli_path() + unet_args(model, a) + " 2>&1", &out), 0) << out;
+
+  // The same run, killed after step 3 (logged after checkpoint-2, before checkpoint-4), then
+  // resumed: step 3 is run again from checkpoint-2 and its first log row dropped.
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c",
+          ("exec " + test::cli_path() + unet_args(model, b) + " 2>/dev/null").c_str(),
+          (char*)nullptr);
+    _exit(127);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  while (log_rows_quiet(b + "/log.csv") < 3 &&
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it was killed";
+  ASSERT_FALSE(fs::exists(b + "/checkpoint-4"));
+  ASSERT_TRUE(fs::exists(b + "/checkpoint-2"));
+  EXPECT_EQ(log_rows(b + "/log.csv").size(), 3u);
+  ASSERT_EQ(test::run_command(test::cli_path() + unet_args(model, b) + " --resume 2>&1", &out), 0)
+      << out;
+  EXPECT_NE(out.find("resuming from"), std::string::npos) << out;
+
+  const auto ra = log_rows(a + "/log.csv"), rb = log_rows(b + "/log.csv");
+  ASSERT_EQ(ra.size(), 4u);
+  EXPECT_EQ(ra, rb);  // bitwise: loss, lr and gradient norm of every step, no duplicate rows
+  for (const char* f : {"/unet/diffusion_pytorch_model.safetensors", "/training_state.safetensors"})
+    expect_same_tensors(io::load_safetensors(a + "/checkpoint-4" + f),
+                        io::load_safetensors(b + "/checkpoint-4" + f), f);
+  // --keep 2 keeps both; last names the newest.
+  EXPECT_TRUE(fs::exists(a + "/checkpoint-2"));
+  EXPECT_TRUE(fs::exists(a + "/checkpoint-4"));
+  std::ifstream last(a + "/last");
+  std::string name;
+  last >> name;
+  EXPECT_EQ(name, "checkpoint-4");
+  // A resume of a finished run does nothing; other settings are refused.
+  ASSERT_EQ(test::run_command(test::cli_path() + unet_args(model, a) + " --resume 2>&1", &out), 0)
+      << out;
+  EXPECT_EQ(log_rows(a + "/log.csv"), ra);
+  EXPECT_NE(test::run_command(
+                test::cli_path() + unet_args(model, a) + " --resume --weight-decay 0.5 2>&1", &out),
+            0);
+  EXPECT_NE(out.find("other settings"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(test::cli_path() + unet_args(model, a) + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("--resume"), std::string::npos) << out;
+}
+
+TEST(TrainCli, UNetCheckpointLoadsAsAPipelineAndASingleFile) {
+  DF_REQUIRE_REF(model, "sd1-tiny/diffusers");
+  const std::string o = test::temp_dir() + "/unet-load";
+  std::string out;
+  ASSERT_EQ(
+      test::run_command(test::cli_path() + " train unet -m " + model + " --data " + make_data() +
+                            " -o " + o + " --resolution 64 --steps 2 -t 1 -q 2>&1",
+                        &out),
+      0)
+      << out;
+  const std::string ck = o + "/checkpoint-2";
+  const auto folder = io::open_model(ck), single = io::open_model(ck + "/model.safetensors");
+  EXPECT_EQ(folder.layout, io::ModelLayout::DiffusersFolder);
+  expect_same_tensors(folder.unet, single.unet, "unet");
+  expect_same_tensors(folder.vae, single.vae, "vae");
+  expect_same_tensors(folder.text_encoder, single.text_encoder, "text encoder");
+  // The trained UNet differs from the starting one; the frozen VAE does not.
+  const auto base = io::open_model(model);
+  expect_same_tensors(folder.vae, base.vae, "frozen vae");
+  EXPECT_GT(test::rel_error(folder.unet.at("conv_in.weight"),
+                            base.unet.at("conv_in.weight").to(DType::F32)),
+            0);
+  // The state's weights are the folder's (no EMA).
+  const auto state = io::load_safetensors(ck + "/training_state.safetensors");
+  EXPECT_EQ(test::rel_error(state.at("param.conv_in.weight"), folder.unet.at("conv_in.weight")), 0);
+  for (const std::string& m : {ck, ck + "/model.safetensors"}) {
+    // A single file does not record head counts: the tiny model's come from the folder.
+    const std::string cfg = m == ck ? "" : " --config " + ck;
+    ASSERT_EQ(test::run_command(test::cli_path() + " generate -m " + m + cfg +
+                                    " -p \"a picture\" -W 64 -H 64 --steps 2 -s 1 -t 1 -q -o " + o +
+                                    "/g.png 2>&1",
+                                &out),
+              0)
+        << m << "\n"
+        << out;
+    const io::Image img = io::load_image(o + "/g.png");
+    EXPECT_EQ(img.width, 64);
+  }
+}
+
+TEST(TrainCli, UNetFromAConfigTrains) {
+  DF_REQUIRE_REF(model, "sd1-tiny/diffusers");
+  const std::string o = test::temp_dir() + "/unet-scratch";
+  std::string out;
+  ASSERT_EQ(
+      test::run_command(test::cli_path() + " train unet -m " + model + " --config " + model +
+                            "/unet --data " + make_data() + " -o " + o +
+                            " --resolution 64 --steps 2 --cache-latents --cache-text-embeddings"
+                            " --prediction-type v_prediction -t 1 -q 2>&1",
+                        &out),
+      0)
+      << out;
+  const auto f = io::open_model(o + "/checkpoint-2");
+  EXPECT_EQ(f.scheduler_config.at("prediction_type"), "v_prediction");
+  // A fresh UNet, not the model's.
+  const auto base = io::open_model(model);
+  EXPECT_GT(
+      test::rel_error(f.unet.at("conv_in.weight"), base.unet.at("conv_in.weight").to(DType::F32)),
+      0.5);
+}
+
+TEST(TrainCli, VaeLossFalls) {
+  DF_REQUIRE_REF(model, "sd1-tiny/diffusers");
+  const std::string o = test::temp_dir() + "/vae";
+  std::string out;
+  ASSERT_EQ(test::run_command(
+                test::cli_path() + " train vae -m " + model + " --data " + make_data() + " -o " +
+                    o + " --resolution 16 --batch-size 2 --steps 20 --lr 1e-3 -t 1 -q 2>&1",
+                &out),
+            0)
+      << out;
+  const auto l = losses(o + "/log.csv");
+  ASSERT_EQ(l.size(), 20u);
+  EXPECT_LT(mean(l, 15, 20), 0.6 * mean(l, 0, 3)) << testing::PrintToString(l);
+  // The trained VAE: a diffusers folder, and the same weights under the original names.
+  const auto folder =
+      io::load_safetensors(o + "/checkpoint-20/vae/diffusion_pytorch_model.safetensors");
+  const auto single = io::load_safetensors(o + "/checkpoint-20/vae.safetensors");
+  EXPECT_EQ(folder.size(), single.size());
+  EXPECT_EQ(
+      test::rel_error(folder.at("encoder.conv_in.weight"), single.at("encoder.conv_in.weight")), 0);
+}
+
+TEST(TrainCli, ClipLossFalls) {
+  const std::string o = test::temp_dir() + "/clip", cfg = test::temp_dir() + "/clip.json";
+  std::ofstream(cfg) << R"({"projection_dim": 16,
+    "text_config": {"vocab_size": 49408, "hidden_size": 32, "intermediate_size": 64,
+                    "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 16},
+    "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                      "num_attention_heads": 2, "image_size": 32, "patch_size": 8}})";
+  std::string out;
+  const int rc = test::run_command(test::cli_path() + " train clip --config " + cfg + " --data " +
+                                       make_data() + " -o " + o +
+                                       " --batch-size 4 --steps 20 --lr 1e-3 -t 1 -q 2>&1",
+                                   &out);
+  if (rc != 0 && out.find("fetch_data") != std::string::npos)
+    GTEST_SKIP() << "no CLIP vocabulary: " << out;
+  ASSERT_EQ(rc, 0) << out;
+  const auto l = losses(o + "/log.csv");
+  ASSERT_EQ(l.size(), 20u);
+  EXPECT_LT(mean(l, 15, 20), 0.6 * mean(l, 0, 3)) << testing::PrintToString(l);
+  const auto w = io::load_safetensors(o + "/checkpoint-20/model.safetensors");
+  ASSERT_TRUE(w.count("logit_scale"));
+  EXPECT_NE(w.at("logit_scale").to(DType::F32).item(), 2.6592f);  // the temperature is trained
+  EXPECT_TRUE(fs::exists(o + "/checkpoint-20/config.json"));
+}
+
+TEST(TrainCli, BadDataIsAClearError) {
+  const std::string d = test::temp_dir() + "/bad-data";
+  fs::create_directories(d);
+  io::save_png(d + "/alone.png", io::Image{8, 8, 3, std::vector<uint8_t>(8 * 8 * 3)});
+  std::string out;
+  EXPECT_EQ(test::run_command(test::cli_path() + " train vae --config x.json --data " + d + " -o " +
+                                  d + "/o --steps 1 2>&1",
+                              &out),
+            1);
+  EXPECT_NE(out.find("alone.png"), std::string::npos) << out;
+  EXPECT_NE(
+      test::run_command(test::cli_path() + " train vae --data " + d + " -o o --steps 1 2>&1", &out),
+      0);
+  EXPECT_NE(out.find("--config"), std::string::npos) << out;
+}
