@@ -23,14 +23,6 @@ using json = nlohmann::json;
 
 // ---- tensors ----
 
-TensorMap converted(const TensorMap& tensors, const std::optional<DType>& dtype) {
-  if (!dtype) return tensors;
-  TensorMap out;
-  for (const auto& [name, t] : tensors)
-    out.emplace(name, is_floating(t.dtype()) ? t.to(*dtype) : t);
-  return out;
-}
-
 Metadata file_metadata(const SaveOptions& o) {
   Metadata m = o.metadata;
   m.emplace("format", "pt");
@@ -211,7 +203,7 @@ void save_diffusers_folder(const ModelFiles& m, const fs::path& target, const Sa
     const fs::path dir = staging.dir() / p.name;
     fs::create_directory(dir);
     write_json(dir / "config.json", p.config);
-    save_safetensors((dir / p.weights_file).string(), converted(p.tensors, o.dtype), meta);
+    save_safetensors((dir / p.weights_file).string(), p.tensors, meta, o.dtype);
   }
   const bool scheduler = m.scheduler_config.is_object();
   std::string scheduler_class = "PNDMScheduler";
@@ -285,8 +277,7 @@ void save_model(const ModelFiles& m, const std::string& path, ModelLayout layout
   const TextEncoderLayout text =
       o.text_layout != TextEncoderLayout::None ? o.text_layout : single_file_text_layout(m);
   // save_safetensors writes a temporary file beside the target and renames it into place.
-  save_safetensors(target.string(), converted(single_file_tensors(m, text), o.dtype),
-                   file_metadata(o));
+  save_safetensors(target.string(), single_file_tensors(m, text), file_metadata(o), o.dtype);
 }
 
 DType parse_save_dtype(const std::string& s) {

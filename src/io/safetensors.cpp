@@ -103,6 +103,14 @@ TensorMap load_safetensors(const std::string& path, Metadata* metadata) {
 }
 
 void save_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata) {
+  save_safetensors(path, tensors, metadata, std::nullopt);
+}
+
+void save_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata,
+                      std::optional<DType> convert_to) {
+  auto dtype_of = [&](const Tensor& t) {
+    return convert_to && is_floating(t.dtype()) ? *convert_to : t.dtype();
+  };
   json header = json::object();
   if (!metadata.empty()) {
     json m = json::object();
@@ -113,10 +121,11 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const M
   for (auto& [name, t] : tensors) {
     DF_CHECK(t.defined(), "save_safetensors: tensor '", name, "' is undefined");
     json info;
-    info["dtype"] = dtype_tag(t.dtype());
+    const uint64_t bytes = uint64_t(t.numel()) * dtype_size(dtype_of(t));
+    info["dtype"] = dtype_tag(dtype_of(t));
     info["shape"] = t.shape();
-    info["data_offsets"] = {offset, offset + t.nbytes()};
-    offset += t.nbytes();
+    info["data_offsets"] = {offset, offset + bytes};
+    offset += bytes;
     header[name] = info;
   }
   std::string h = header.dump();
@@ -126,7 +135,7 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const M
   w.write(&hl, 8);
   w.write(h.data(), h.size());
   for (auto& [name, t] : tensors) {
-    Tensor c = t.contiguous();
+    const Tensor c = t.dtype() == dtype_of(t) ? t.contiguous() : t.to(dtype_of(t));
     w.write(c.raw_data(), c.nbytes());
   }
   w.commit();

@@ -1,5 +1,6 @@
 // safetensors: an 8-byte little-endian header length, a JSON header, then raw data.
 #pragma once
+#include <optional>
 #include <string>
 
 #include "io/tensor_map.h"
@@ -13,5 +14,9 @@ TensorMap load_safetensors(const std::string& path, Metadata* metadata = nullptr
 // Writes atomically (temporary file, then rename). Tensors may be strided views.
 void save_safetensors(const std::string& path, const TensorMap& tensors,
                       const Metadata& metadata = {});
+// The same with every floating-point tensor converted to `convert_to` (integers kept), one
+// tensor at a time as it is written: at most one converted tensor is held.
+void save_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata,
+                      std::optional<DType> convert_to);
 
 }  // namespace diffuse::io
