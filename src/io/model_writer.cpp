@@ -21,7 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-// ---- tensors ----
+// ---- safetensors metadata ----
 
 Metadata file_metadata(const SaveOptions& o) {
   Metadata m = o.metadata;
@@ -165,6 +165,18 @@ void write_tokenizer(const ModelFiles& m, const fs::path& dir) {
   write_json(dir / "tokenizer_config.json", config);
 }
 
+// transformers records the weights' dtype in config.json (torch_dtype, newer: dtype).
+json with_dtype(const json& config, const std::optional<DType>& dtype) {
+  if (!dtype) return config;
+  json out = config;
+  const char* torch_name = *dtype == DType::F16    ? "float16"
+                           : *dtype == DType::BF16 ? "bfloat16"
+                                                   : "float32";
+  for (const char* key : {"torch_dtype", "dtype"})
+    if (out.contains(key) && out[key].is_string()) out[key] = torch_name;
+  return out;
+}
+
 void save_diffusers_folder(const ModelFiles& m, const fs::path& target, const SaveOptions& o) {
   struct Part {
     const char* name;
@@ -202,7 +214,7 @@ void save_diffusers_folder(const ModelFiles& m, const fs::path& target, const Sa
     if (p.tensors.empty()) continue;
     const fs::path dir = staging.dir() / p.name;
     fs::create_directory(dir);
-    write_json(dir / "config.json", p.config);
+    write_json(dir / "config.json", with_dtype(p.config, o.dtype));
     save_safetensors((dir / p.weights_file).string(), p.tensors, meta, o.dtype);
   }
   const bool scheduler = m.scheduler_config.is_object();

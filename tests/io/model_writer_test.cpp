@@ -300,6 +300,7 @@ TEST(ModelWriter, ReplacesOnlyModelFolders) {
 TEST(ModelWriter, DtypeConversion) {
   ModelFiles m = small_folder_model();
   m.unet["ids"] = Tensor::from_i64({1, 2, 3}, {3});
+  m.unet_config["torch_dtype"] = "float32";
   for (DType dt : {DType::F16, DType::BF16, DType::F32}) {
     SCOPED_TRACE(dtype_name(dt));
     SaveOptions o;
@@ -317,6 +318,9 @@ TEST(ModelWriter, DtypeConversion) {
       EXPECT_TRUE(same_bits(back.at(name), m.unet.at(name).to(dt))) << name;
     }
     EXPECT_EQ(back.at("ids").dtype(), DType::I64);  // integers are never converted
+    EXPECT_EQ(open_model(out).unet_config["torch_dtype"], dt == DType::F16    ? "float16"
+                                                          : dt == DType::BF16 ? "bfloat16"
+                                                                              : "float32");
   }
   EXPECT_EQ(parse_save_dtype("fp16"), DType::F16);
   EXPECT_EQ(parse_save_dtype("bf16"), DType::BF16);
