@@ -4,10 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <random>
 
 #include "io/image.h"
-#include "model_forms.h"
+#include "lora_test_forms.h"
+#include "lora_test_util.h"
 #include "models/lora/lora_merge.h"
 #include "test_util.h"
 
@@ -16,21 +16,7 @@ using namespace diffuse;
 namespace {
 
 std::string q(const std::string& s) {
-  std::string r = "'";
-  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return r + "'";
-}
-
-int diffuse_cli(const std::string& args, std::string* out) {
-  out->clear();
-  return test::run_command(q(test::cli_path()) + " " + args + " 2>&1", out);
-}
-
-Tensor randn(const Shape& s, std::mt19937& rng, float scale) {
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(size_t(shape_numel(s)));
-  for (float& x : v) x = d(rng);
-  return Tensor::from_vector(v, s);
+  return test::shell_quote(s);
 }
 
 // A LoRA of rank 2 on every UNet attention projection and the first text-encoder block's q_proj,
@@ -38,15 +24,15 @@ Tensor randn(const Shape& s, std::mt19937& rng, float scale) {
 models::LoraFile random_lora(pipeline::ModelBundle& m) {
   models::LoraNames names(&m.unet(), &m.text_encoder());
   models::LoraFile f;
-  std::mt19937 rng(3);
+  uint32_t seed = 3;
   for (auto& [name, layer] : names.names()) {
     const bool unet = name == models::kohya_lora_name("lora_unet", layer.module) &&
                       (layer.module.find(".attn1.") != std::string::npos ||
                        layer.module.find(".attn2.") != std::string::npos);
     const bool te = name == "lora_te_text_model_encoder_layers_0_self_attn_q_proj";
     if (!unet && !te) continue;
-    f.modules[name] = {randn({2, layer.shape[1]}, rng, 0.5f), randn({layer.shape[0], 2}, rng, 0.5f),
-                       1.f};
+    f.modules[name] = {test::seeded_randn({2, layer.shape[1]}, ++seed, 0.5f),
+                       test::seeded_randn({layer.shape[0], 2}, ++seed, 0.5f), 1.f};
   }
   return f;
 }
@@ -54,10 +40,7 @@ models::LoraFile random_lora(pipeline::ModelBundle& m) {
 }  // namespace
 
 TEST(LoraCli, GenerateAppliesLoraFilesAndPromptTags) {
-  const test::ModelForm* form = nullptr;
-  static const auto forms = test::all_model_forms();
-  for (auto& f : forms)
-    if (f.kind == "diffusers" && !form) form = &f;
+  const test::ModelForm* form = test::lora_test_form();
   if (!form) GTEST_SKIP() << "no diffusers model in the reference";
   auto bundle = test::open_form(*form);
   const std::string dir = test::temp_dir() + "/lora_cli", loras = dir + "/loras";
@@ -72,7 +55,7 @@ TEST(LoraCli, GenerateAppliesLoraFilesAndPromptTags) {
                            std::to_string(rj["height"].get<int>());
   auto run = [&](const std::string& name, const std::string& args) {
     std::string out;
-    EXPECT_EQ(diffuse_cli(base + " " + args + " -o " + q(dir + "/" + name + ".png"), &out), 0)
+    EXPECT_EQ(test::run_diffuse(base + " " + args + " -o " + q(dir + "/" + name + ".png"), &out), 0)
         << args << "\n"
         << out;
     return io::load_image(dir + "/" + name + ".png").pixels;
@@ -97,10 +80,7 @@ TEST(LoraCli, GenerateAppliesLoraFilesAndPromptTags) {
 }
 
 TEST(LoraCli, ErrorsNameTheProblem) {
-  const test::ModelForm* form = nullptr;
-  static const auto forms = test::all_model_forms();
-  for (auto& f : forms)
-    if (f.kind == "diffusers" && !form) form = &f;
+  const test::ModelForm* form = test::lora_test_form();
   if (!form) GTEST_SKIP() << "no diffusers model in the reference";
   const std::string dir = test::temp_dir() + "/lora_errors";
   std::filesystem::create_directories(dir);
@@ -123,7 +103,7 @@ TEST(LoraCli, ErrorsNameTheProblem) {
   };
   for (auto& [args, want] : cases) {
     std::string out;
-    EXPECT_NE(diffuse_cli(base + args, &out), 0) << args;
+    EXPECT_NE(test::run_diffuse(base + args, &out), 0) << args;
     EXPECT_NE(out.find(want), std::string::npos) << args << "\n" << out;
     EXPECT_FALSE(std::filesystem::exists(dir + "/x.png")) << args;
   }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "io/safetensors.h"
+#include "lora_test_util.h"
 #include "models/lora/lora_merge.h"
 #include "test_util.h"
 
@@ -10,18 +11,6 @@ using namespace diffuse;
 using models::LoraPart;
 
 namespace {
-
-models::UNetConfig small_config() {
-  models::UNetConfig c;
-  c.block_out_channels = {8, 16};
-  c.down_has_attention = {true, false};
-  c.up_has_attention = {false, true};
-  c.layers_per_block = 1;
-  c.heads = {2, 2};
-  c.cross_attention_dim = 8;
-  c.norm_num_groups = 4;
-  return c;
-}
 
 models::ClipTextConfig small_clip() {
   models::ClipTextConfig c;
@@ -55,7 +44,7 @@ Tensor ones(const Shape& s, float v = 1) {
 }  // namespace
 
 TEST(LoraNames, ResolveDiffusersLdmAndTextEncoderNames) {
-  models::UNet2DConditionModel unet(small_config());
+  models::UNet2DConditionModel unet(test::lora_test_unet_config());
   models::ClipTextModel te(small_clip());
   models::LoraNames n(&unet, &te);
   const std::pair<const char*, const char*> cases[] = {
@@ -149,7 +138,7 @@ TEST(LoraFile, ReadsStrictlyWithClearErrors) {
 }
 
 TEST(LoraMerger, RefusesFilesThatDoNotFitBeforeChangingAnything) {
-  models::UNet2DConditionModel unet(small_config());
+  models::UNet2DConditionModel unet(test::lora_test_unet_config());
   for (auto& p : unet.named_parameters()) *p.tensor = Tensor::zeros(p.shape);
   models::LoraFile f;
   const std::string q = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q";

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
-#include <random>
 #include <set>
 
 #include "autograd/functions.h"
@@ -12,7 +11,8 @@
 #include "io/name_map_check.h"
 #include "io/name_map_ldm.h"
 #include "io/safetensors.h"
-#include "model_forms.h"
+#include "lora_test_forms.h"
+#include "lora_test_util.h"
 #include "models/lora/lora_merge.h"
 #include "test_util.h"
 #include "train/lora.h"
@@ -133,10 +133,7 @@ TEST(LoraGolden, FullSizeNamesResolveInBothStyles) {
 }
 
 TEST(LoraGolden, TrainingOnTheTinyUnetLowersTheLoss) {
-  const test::ModelForm* form = nullptr;
-  static const auto forms = test::all_model_forms();
-  for (auto& f : forms)
-    if (f.kind == "diffusers" && !form) form = &f;
+  const test::ModelForm* form = test::lora_test_form();
   if (!form) GTEST_SKIP() << "no diffusers model in the reference";
   auto bundle = test::open_form(*form);
   models::UNet2DConditionModel unet(bundle->unet_config);
@@ -148,11 +145,7 @@ TEST(LoraGolden, TrainingOnTheTinyUnetLowersTheLoss) {
   // one entry of the reference UNet call: latents and their conditioning
   const Tensor x0 = ref.at("unet.input").slice(0, 1, 2).to(DType::F32).contiguous();
   const Tensor context = ref.at("unet.context").slice(0, 1, 2).to(DType::F32).contiguous();
-  std::mt19937 rng(1);
-  std::normal_distribution<float> nd;
-  std::vector<float> nv(size_t(x0.numel()));
-  for (float& v : nv) v = nd(rng);
-  const Tensor noise = Tensor::from_vector(nv, x0.shape());
+  const Tensor noise = test::seeded_randn(x0.shape(), 1);
   std::vector<int64_t> t;
   t.push_back(500);
 

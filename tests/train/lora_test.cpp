@@ -8,6 +8,7 @@
 
 #include "autograd/functions.h"
 #include "io/safetensors.h"
+#include "lora_test_util.h"
 #include "models/lora/lora_merge.h"
 #include "test_util.h"
 #include "train/lora.h"
@@ -18,31 +19,10 @@ namespace F = diffuse::autograd;
 
 namespace {
 
-models::UNetConfig small_config() {
-  models::UNetConfig c;
-  c.block_out_channels = {8, 16};
-  c.down_has_attention = {true, false};
-  c.up_has_attention = {false, true};
-  c.layers_per_block = 1;
-  c.heads = {2, 2};
-  c.cross_attention_dim = 8;
-  c.norm_num_groups = 4;
-  return c;
-}
+using test::lora_test_unet;
 
 Tensor randn(const Shape& s, uint32_t seed, float scale = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(size_t(shape_numel(s)));
-  for (float& x : v) x = d(rng);
-  return Tensor::from_vector(v, s);
-}
-
-std::unique_ptr<models::UNet2DConditionModel> random_unet(uint32_t seed) {
-  auto unet = std::make_unique<models::UNet2DConditionModel>(small_config());
-  uint32_t k = seed;
-  for (auto& p : unet->named_parameters()) *p.tensor = randn(p.shape, ++k, 0.2f);
-  return unet;
+  return test::seeded_randn(s, seed, scale);
 }
 
 struct Inputs {
@@ -79,7 +59,7 @@ bool same(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 TEST(Lora, ChoosesTheLayersAsked) {
-  auto unet = random_unet(1);
+  auto unet = lora_test_unet(1);
   train::LoraNetwork attn(*unet, {});
   // 4 transformers (down level 0, mid, 2 in up level 1) of one block each: attn1 and attn2,
   // 4 projections each
@@ -105,7 +85,7 @@ TEST(Lora, ChoosesTheLayersAsked) {
 }
 
 TEST(Lora, KohyaInitialisation) {
-  auto unet = random_unet(1);
+  auto unet = lora_test_unet(1);
   train::LoraOptions o;
   o.rank = 4;
   o.seed = 5;
@@ -132,7 +112,7 @@ TEST(Lora, KohyaInitialisation) {
 }
 
 TEST(Lora, AdaptersEqualMergedWeights) {
-  auto unet = random_unet(2);
+  auto unet = lora_test_unet(2);
   const Inputs in;
   const Tensor base = run(*unet, in);
   train::LoraNetwork net(*unet, all_layers());
@@ -167,7 +147,7 @@ TEST(Lora, AdaptersEqualMergedWeights) {
 }
 
 TEST(Lora, MergesIntoHalfPrecisionWeights) {
-  auto unet = random_unet(3);
+  auto unet = lora_test_unet(3);
   for (auto& p : unet->named_parameters())  // as the bf16 pipeline holds them
     if (p.tensor->dim() >= 2) *p.tensor = p.tensor->to(DType::BF16);
   const Inputs in;
@@ -189,7 +169,7 @@ TEST(Lora, MergesIntoHalfPrecisionWeights) {
 }
 
 TEST(Lora, GradientsReachOnlyTheAdapters) {
-  auto unet = random_unet(4);
+  auto unet = lora_test_unet(4);
   train::LoraNetwork net(*unet, all_layers());
   randomize_up(net, 30);
   const Inputs in;
@@ -239,7 +219,7 @@ TEST(Lora, GradientsReachOnlyTheAdapters) {
 }
 
 TEST(Lora, TrainerTrainsOnlyTheNetwork) {
-  auto unet = random_unet(5);
+  auto unet = lora_test_unet(5);
   std::vector<Tensor> base;
   for (auto& p : unet->named_parameters()) base.push_back(p.tensor->clone());
   train::LoraNetwork net(*unet, all_layers());
@@ -262,7 +242,7 @@ TEST(Lora, TrainerTrainsOnlyTheNetwork) {
 }
 
 TEST(Lora, KohyaFileRoundTrip) {
-  auto unet = random_unet(6);
+  auto unet = lora_test_unet(6);
   train::LoraNetwork net(*unet, all_layers());
   randomize_up(net, 40);
   const std::string dir = test::temp_dir();

@@ -41,9 +41,9 @@ class LoraNames {
   std::map<std::string, int> ambiguous_;
 };
 
-// The LDM (original single-file) path of each UNet module path, e.g. "down_blocks.0.attentions.1"
-// -> "input_blocks.2.1", built from the UNet's config and checked by mapping every resulting name
-// forward with io's single-file name map: only modules that map back to themselves are listed.
+// The LDM (original single-file) path of each UNet module with a weight, e.g.
+// "down_blocks.0.attentions.1.proj_in" -> "input_blocks.2.1.proj_in" (io's inverse single-file
+// name map, itself checked against the forward map); empty when the UNet has no LDM layout.
 std::map<std::string, std::string> unet_ldm_module_paths(const UNet2DConditionModel& unet);
 
 }  // namespace diffuse::models
