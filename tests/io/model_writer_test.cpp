@@ -198,6 +198,49 @@ TEST(ModelWriter, FullSizeManifestNamesComeBack) {
   }
 }
 
+// The zero-filled OpenCLIP block written for SD2 is the identity: a 4-block encoder read from
+// the written file (nothing dropped) gives the 3-block encoder's output exactly.
+TEST(ModelWriter, OpenClipPaddingBlockIsTheIdentity) {
+  const std::vector<test::ModelForm> forms = test::all_model_forms();
+  const auto f = std::find_if(forms.begin(), forms.end(), [](const test::ModelForm& x) {
+    return x.kind == "diffusers" &&
+           open_model(x.path).text_encoder_config.value("hidden_act", "") == "gelu";
+  });
+  if (f == forms.end()) GTEST_SKIP() << "no diffusers folder of an OpenCLIP (SD2) model";
+  const ModelFiles files = open_model(f->path);
+  const std::string out = fresh_dir("padding") + "/sd2.safetensors";
+  save_model(files, out, ModelLayout::SingleFile);
+
+  const std::string prefix = "cond_stage_model.model.";
+  const TensorMap all = load_weights(out);
+  NamedShapes text;
+  for (const auto& [name, t] : all)
+    if (name.starts_with(prefix)) text.emplace_back(name.substr(prefix.size()), t.shape());
+  std::vector<TensorMapping> maps;
+  std::vector<std::string> unmapped;
+  map_open_clip(text, /*drop_last=*/0, maps, unmapped);
+  ASSERT_TRUE(unmapped.empty());
+  TensorMap every_block;
+  for (const TensorMapping& m : maps)
+    every_block[m.target] = apply_mapping(m, all.at(prefix + m.source)).to(DType::F32);
+  TensorMap kept;
+  for (const auto& [name, t] : files.text_encoder) kept[name] = t.to(DType::F32);
+
+  const models::ClipTextConfig config =
+      models::ClipTextConfig::from_json(files.text_encoder_config);
+  models::ClipTextConfig padded = config;
+  padded.num_hidden_layers += 1;
+  models::ClipTextModel published(config), with_padding(padded);
+  published.load_state_dict(kept, "text encoder");
+  with_padding.load_state_dict(every_block, "padded text encoder");
+  std::vector<int64_t> ids(size_t(config.max_position_embeddings));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int64_t(i * 7919 % config.vocab_size);
+  const Tensor tokens = Tensor::from_i64(ids, {1, int64_t(ids.size())});
+  const Tensor want = published.forward(tokens).last_hidden_state;
+  const Tensor got = with_padding.forward(tokens).last_hidden_state;
+  EXPECT_EQ(test::rel_error(got, want), 0.0);
+}
+
 // ---- writing safely ----
 
 // A small model that any diffusers writer accepts: canonical names need no mapping there.
