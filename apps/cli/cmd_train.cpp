@@ -161,7 +161,7 @@ io::TensorMap trained_weights(const std::vector<nn::Module::ParamRef>& params,
 namespace {
 
 Command train_cmd(
-    "train", "Train a UNet, VAE or CLIP model on a folder of captioned images",
+    "train", "Train a UNet, LoRA, VAE or CLIP model on a folder of captioned images",
     [](CLI::App& sub) -> std::function<int()> {
       sub.require_subcommand(1);
       auto actions = std::make_shared<std::vector<std::pair<CLI::App*, std::function<int()>>>>();
@@ -174,6 +174,8 @@ Command train_cmd(
       add("unet",
           "Fine-tune (or train from a config) a Stable Diffusion UNet; VAE and text encoder frozen",
           setup_train_unet);
+      add("lora", "Train a LoRA (kohya format) on a Stable Diffusion UNet's attention layers",
+          setup_train_lora);
       add("vae", "Train the VAE (reconstruction + KL)", setup_train_vae);
       add("clip",
           "Train a CLIP model (text and vision towers) contrastively on image-caption pairs",

@@ -50,6 +50,7 @@ io::TensorMap trained_weights(const std::vector<nn::Module::ParamRef>& params,
                               const train::Optimization& optim);
 
 void setup_train_unet(CLI::App& sub, std::function<int()>& action);
+void setup_train_lora(CLI::App& sub, std::function<int()>& action);
 void setup_train_vae(CLI::App& sub, std::function<int()>& action);
 void setup_train_clip(CLI::App& sub, std::function<int()>& action);
 

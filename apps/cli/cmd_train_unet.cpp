@@ -13,6 +13,7 @@
 #include "pipeline/model_export.h"
 #include "sampling/rng.h"
 #include "train/init.h"
+#include "train/lora.h"
 #include "train/unet_trainer.h"
 
 namespace diffuse::cli {
@@ -27,6 +28,9 @@ struct UNetArgs {
   float min_snr_gamma = 0, noise_offset = 0;
   bool gradient_checkpointing = false, cache_latents = false, cache_text = false;
   int64_t clip_skip = 0;
+  // diffuse train lora: adapters on the attention projections, the UNet frozen.
+  bool lora = false;
+  train::LoraOptions lora_options;
 };
 
 // --config: a UNet config.json, or a folder holding one (directly or in unet/).
@@ -70,7 +74,15 @@ class UNetTask final : public train::TrainTask {
       schedule = train::NoiseSchedule::from_config(
           sampling::parse_scheduler_config(model.scheduler_config.dump()));
     num_timesteps_ = schedule.num_train_timesteps();
-    trainer_ = std::make_unique<train::UNetTrainer>(*unet_, std::move(schedule), o);
+    if (a.lora) {
+      train::LoraOptions lo = a.lora_options;
+      lo.seed = a.t.seed;
+      lora_ = train::LoraNetwork::inject(*unet_, lo);
+      trainer_ =
+          std::make_unique<train::UNetTrainer>(*unet_, std::move(schedule), o, lora_->params());
+    } else {
+      trainer_ = std::make_unique<train::UNetTrainer>(*unet_, std::move(schedule), o);
+    }
     latents_.resize(size_t(data.size()));
     text_.resize(size_t(data.size()));
   }
@@ -103,6 +115,7 @@ class UNetTask final : public train::TrainTask {
   const std::vector<nn::Module::ParamRef>& params() const override { return trainer_->params(); }
 
   void save_model(const std::string& dir) override {
+    if (lora_) return save_lora((fs::path(dir) / "lora.safetensors").string());
     io::ModelFiles f = files_;
     f.unet = trained_weights(trainer_->params(), trainer_->optimization());
     io::save_model(f, dir, io::ModelLayout::DiffusersFolder);
@@ -110,6 +123,21 @@ class UNetTask final : public train::TrainTask {
   }
 
  private:
+  // The kohya file of the adapters (their EMA when kept: swapped in for the write).
+  void save_lora(const std::string& path) {
+    const train::Ema* ema = trainer_->optimization().ema();
+    const std::vector<Tensor*> slots = train::slots(trainer_->params());
+    std::vector<Tensor> kept;
+    if (ema) {
+      for (Tensor* p : slots) kept.push_back(p->clone());
+      ema->copy_to(slots);
+    }
+    io::Metadata meta;
+    if (prediction_type() == "v_prediction") meta["ss_v_parameterization"] = "True";
+    lora_->save_kohya(path, meta);
+    for (size_t i = 0; i < kept.size(); ++i) slots[i]->copy_from(kept[i]);
+  }
+
   // The VAE posterior of sample i (kept when --cache-latents).
   const models::LatentDistribution& latents(int64_t i) {
     auto& slot = latents_[size_t(i)];
@@ -139,6 +167,7 @@ class UNetTask final : public train::TrainTask {
   const train::ImageCaptionDataset& data_;
   std::unique_ptr<models::UNet2DConditionModel> unet_;
   io::ModelFiles files_;
+  std::unique_ptr<train::LoraNetwork> lora_;
   std::unique_ptr<train::UNetTrainer> trainer_;
   int64_t num_timesteps_ = 1000;
   std::vector<models::LatentDistribution> latents_;
@@ -156,9 +185,16 @@ int run_train_unet(UNetArgs& a) {
             : 64;
     a.t.resolution = sample * model->vae().scale_factor();
   }
+  const int64_t multiple = model->vae().scale_factor()
+                           << (model->unet_config.block_out_channels.size() - 1);
+  DF_CHECK(a.t.resolution % multiple == 0, "--resolution ", a.t.resolution,
+           " must be a multiple of ", multiple, " for this model (VAE and UNet downsampling)");
   const train::ImageCaptionDataset data = open_training_data(a.t);
   nlohmann::json s;
-  s["model"] = "unet";
+  s["model"] = a.lora ? "lora" : "unet";
+  if (a.lora)
+    s["lora"] = {a.lora_options.rank, a.lora_options.alpha, a.lora_options.projections,
+                 a.lora_options.feed_forward};
   s["from_config"] = !a.config.empty();
   s["prediction_type"] = a.prediction_type;
   s["min_snr_gamma"] = a.min_snr_gamma;
@@ -174,15 +210,23 @@ int run_train_unet(UNetArgs& a) {
 
 }  // namespace
 
-void setup_train_unet(CLI::App& sub, std::function<int()>& action) {
+namespace {
+
+// The options of `train unet` and `train lora`.
+std::shared_ptr<UNetArgs> add_unet_options(CLI::App& sub, bool lora) {
   auto a = std::make_shared<UNetArgs>();
+  a->lora = lora;
   sub.add_option("-m,--model", a->model,
-                 "The model to fine-tune (a diffusers folder or a single .safetensors/.ckpt); its "
-                 "VAE and text encoder are frozen, encode the data and go into each checkpoint")
+                 lora ? "The model the LoRA is trained on (a diffusers folder or a single "
+                        ".safetensors/.ckpt); all of it stays frozen"
+                      : "The model to fine-tune (a diffusers folder or a single "
+                        ".safetensors/.ckpt); its VAE and text encoder are frozen, encode the data "
+                        "and go into each checkpoint")
       ->required();
-  sub.add_option("--config", a->config,
-                 "Train a new UNet from scratch: a diffusers UNet config.json (or a folder with "
-                 "one), used with -m's VAE and text encoder");
+  if (!lora)
+    sub.add_option("--config", a->config,
+                   "Train a new UNet from scratch: a diffusers UNet config.json (or a folder "
+                   "with one), used with -m's VAE and text encoder");
   add_train_options(sub, a->t);
   sub.add_option("--prediction-type", a->prediction_type,
                  "What the UNet learns to predict: epsilon, v_prediction or sample (default: the "
@@ -200,6 +244,25 @@ void setup_train_unet(CLI::App& sub, std::function<int()>& action) {
                "Encode each image with the VAE once and keep its latents in memory");
   sub.add_flag("--cache-text-embeddings", a->cache_text,
                "Encode each caption once and keep the embedding in memory");
+  if (lora) {
+    sub.add_option("--rank", a->lora_options.rank, "LoRA rank (network_dim)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1024));
+    sub.add_option("--alpha", a->lora_options.alpha,
+                   "LoRA alpha (network_alpha); the adapters' scale is alpha / rank")
+        ->capture_default_str();
+    sub.add_flag("--lora-projections", a->lora_options.projections,
+                 "Also adapt each transformer's proj_in and proj_out");
+    sub.add_flag("--lora-feed-forward", a->lora_options.feed_forward,
+                 "Also adapt each transformer's feed-forward layers");
+  }
+  return a;
+}
+
+}  // namespace
+
+void setup_train_unet(CLI::App& sub, std::function<int()>& action) {
+  auto a = add_unet_options(sub, false);
   sub.footer(
       "Examples:\n"
       "  diffuse train unet -m sd15-diffusers --data photos/ -o out --resolution 512 \\\n"
@@ -210,6 +273,20 @@ void setup_train_unet(CLI::App& sub, std::function<int()>& action) {
       "frozen VAE, text encoder, tokenizer and scheduler), the same model as one LDM-layout\n"
       "model.safetensors (for AUTOMATIC1111, ComfyUI...), and training_state.safetensors.\n"
       "With --ema both hold the averaged weights.");
+  action = [a]() { return run_train_unet(*a); };
+}
+
+void setup_train_lora(CLI::App& sub, std::function<int()>& action) {
+  auto a = add_unet_options(sub, true);
+  sub.footer(
+      "Example:\n"
+      "  diffuse train lora -m v1-5-pruned-emaonly.safetensors --data photos/ -o lora-out \\\n"
+      "      --resolution 512 --rank 8 --alpha 4 --lr 1e-4 --steps 1500 --save-every 500\n"
+      "  diffuse generate -m v1-5-pruned-emaonly.safetensors --lora \\\n"
+      "      lora-out/checkpoint-1500/lora.safetensors:0.8 -p \"a caption\"\n"
+      "Only the adapters on the UNet's attention projections (to_q, to_k, to_v, to_out) train.\n"
+      "Each checkpoint-STEP/ holds lora.safetensors (kohya's format, f16, as sd-scripts and\n"
+      "AUTOMATIC1111 read it) and training_state.safetensors.");
   action = [a]() { return run_train_unet(*a); };
 }
 

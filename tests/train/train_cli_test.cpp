@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -212,6 +213,39 @@ TEST(TrainCli, UNetFromAConfigTrains) {
   EXPECT_GT(
       test::rel_error(f.unet.at("conv_in.weight"), base.unet.at("conv_in.weight").to(DType::F32)),
       0.5);
+}
+
+TEST(TrainCli, LoraTrainsExtendsByResumeAndLoadsInGenerate) {
+  DF_REQUIRE_REF(model, "sd1-tiny/diffusers");
+  const std::string dir = test::temp_dir();
+  auto args = [&](const std::string& out, int steps) {
+    return test::cli_path() + " train lora -m " + model + " --data " + make_data() + " -o " + out +
+           " --resolution 64 --rank 4 --alpha 2 --lr 1e-2 --ema --steps " + std::to_string(steps) +
+           " -t 1 -q";
+  };
+  std::string out;
+  ASSERT_EQ(test::run_command(args(dir + "/lora-a", 4) + " 2>&1", &out), 0) << out;
+  // Two steps, then two more: the same curve as four at once (a constant learning rate).
+  ASSERT_EQ(test::run_command(args(dir + "/lora-b", 2) + " 2>&1", &out), 0) << out;
+  ASSERT_EQ(test::run_command(args(dir + "/lora-b", 4) + " --resume 2>&1", &out), 0) << out;
+  EXPECT_EQ(log_rows(dir + "/lora-a/log.csv"), log_rows(dir + "/lora-b/log.csv"));
+  const std::string file = dir + "/lora-a/checkpoint-4/lora.safetensors";
+  const auto a = io::load_safetensors(file),
+             b = io::load_safetensors(dir + "/lora-b/checkpoint-4/lora.safetensors");
+  expect_same_tensors(a, b, "lora");
+  // Only the adapters trained: lora_up started at zero and moved.
+  float up = 0;
+  for (auto& [name, t] : a)
+    if (name.find("lora_up") != std::string::npos) {
+      const Tensor f = t.to(DType::F32).contiguous();
+      for (int64_t i = 0; i < f.numel(); ++i) up = std::max(up, std::abs(f.data<float>()[i]));
+    }
+  EXPECT_GT(up, 0.f);
+  const std::string gen = test::cli_path() + " generate -m " + model +
+                          " -p \"a picture\" -W 64 -H 64 --steps 2 -s 1 -t 1 -q -o " + dir;
+  ASSERT_EQ(test::run_command(gen + "/plain.png 2>&1", &out), 0) << out;
+  ASSERT_EQ(test::run_command(gen + "/lora.png --lora " + file + ":1 2>&1", &out), 0) << out;
+  EXPECT_NE(io::load_image(dir + "/plain.png").pixels, io::load_image(dir + "/lora.png").pixels);
 }
 
 TEST(TrainCli, VaeLossFalls) {
