@@ -104,9 +104,13 @@ Command convert_cmd(
       sub.add_flag("--force", a->force, "Replace OUTPUT if it exists (a model folder or file)");
       sub.add_flag("-q,--quiet", a->quiet, "Print nothing on success");
       sub.footer(
-          "Everything is written beside OUTPUT and renamed into place when complete: an\n"
-          "interrupted or failed conversion leaves no partial output. A folder is only replaced\n"
-          "when it is a diffusers folder (model_index.json) or empty.\n"
+          "Everything is written beside OUTPUT and renamed into place when complete: a failed\n"
+          "conversion leaves no partial output (a killed one at most a temporary\n"
+          "NAME.tmp-* or .NAME.tmp-* beside it). A folder is only replaced when it is a\n"
+          "diffusers folder (model_index.json) or empty.\n"
+          "From a single file, tokenizer/ holds the pad token only (diffuse reads the published\n"
+          "vocabulary); --config copies a folder's tokenizer/vocab.json and merges.txt too.\n"
+          "Quantized GGUF weights are written dequantized (f32, or --dtype).\n"
           "SD2 single files: the OpenCLIP text tower's unused last block is written with zero\n"
           "weights (an identity block), as the published files hold one block more than SD2 uses.\n"
           "Examples:\n"
