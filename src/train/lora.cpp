@@ -7,7 +7,7 @@
 
 #include "autograd/functions.h"
 #include "core/error.h"
-#include "models/lora/lora_names.h"
+#include "models/lora/lora_merge.h"
 
 namespace diffuse::train {
 
@@ -134,6 +134,14 @@ LoraNetwork::~LoraNetwork() {
 void LoraNetwork::remove() {
   for (auto& s : slots_)
     if (s.hook && *s.hook == s.adapter) s.hook->reset();
+}
+
+void LoraNetwork::merge_into_unet(float multiplier) {
+  const models::LoraFile f = to_file();
+  remove();
+  models::LoraMerger merger(&unet_, nullptr);
+  merger.merge(f, "LoRA network", multiplier, multiplier);
+  merger.keep();
 }
 
 std::vector<nn::Module::ParamRef> LoraNetwork::params() const {

@@ -55,6 +55,10 @@ class LoraNetwork {
   void set_multiplier(float m);
   // Takes the adapters off the UNet (params() stay valid; forward is the base model's again).
   void remove();
+  // Takes the adapters off and adds multiplier * alpha / rank * up @ down to the adapted layers'
+  // weights for good (new tensors in each weight's dtype): the UNet then computes what the
+  // adapters did, e.g. to save a merged model.
+  void merge_into_unet(float multiplier = 1);
 
   // The network as a kohya LoRA file (copies of the matrices, f32) with kohya's metadata:
   // ss_network_module, ss_network_dim, ss_network_alpha, ss_base_model_version and ss_v2 (from

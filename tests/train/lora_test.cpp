@@ -144,6 +144,21 @@ TEST(Lora, AdaptersEqualMergedWeights) {
   size_t i = 0;
   for (auto& p : unet->named_parameters())  // the very same tensors are back
     EXPECT_EQ(p.tensor->data<float>(), before[i++].data<float>()) << p.name;
+
+  // Merged for good (to save a merged model): the UNet computes what the adapters did.
+  train::LoraNetwork again(*unet, all_layers());
+  again.load_kohya([&] {
+    const std::string path = test::temp_dir() + "/merge_into.safetensors";
+    models::write_lora_file(path, file, DType::F32);
+    return path;
+  }());
+  again.merge_into_unet(0.5f);
+  const Tensor half = run(*unet, in);
+  EXPECT_GT(test::rel_error(half, base), 1e-4);
+  EXPECT_LT(test::rel_error(half, adapted), test::rel_error(base, adapted));
+  models::LoraMerger rest(unet.get(), nullptr);
+  rest.merge(file, "network", 0.5f, 0);  // the other half
+  EXPECT_REL_NEAR(run(*unet, in), adapted, 1e-5);
 }
 
 TEST(Lora, MergesIntoHalfPrecisionWeights) {

@@ -36,6 +36,9 @@ class LoraMerger {
              float text_encoder_multiplier);
   // Puts every changed weight back as it was.
   void restore();
+  // Makes the merged weights permanent: forgets the originals (restore() and the destructor
+  // then change nothing), e.g. to save a model with the LoRA in its weights.
+  void keep() { originals_.clear(); }
   // Layers whose weights differ from the originals now.
   size_t merged_layers() const { return originals_.size(); }
   const LoraNames& names() const { return names_; }
