@@ -22,7 +22,8 @@ void add_train_options(CLI::App& sub, TrainArgs& a) {
       ->required();
   sub.add_option("--resolution", a.resolution,
                  "Training size in pixels: images are resized (shorter side) and center-cropped "
-                 "to a square of this size");
+                 "to a square of this size (default: the model's: its UNet's sample size, 256 "
+                 "for a VAE, the image size of a CLIP vision tower)");
   sub.add_option("-b,--batch-size", a.batch_size, "Images per micro-batch (all processes together)")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
@@ -126,6 +127,13 @@ train::ImageCaptionDataset open_training_data(const TrainArgs& a) {
                  (long long)a.batch_size, (long long)a.grad_accum,
                  w.size() > 1 ? (", " + std::to_string(w.size()) + " processes").c_str() : "");
   return d;
+}
+
+int run_task(train::TrainTask& task, int64_t dataset_size, const train::RunOptions& ro) {
+  const train::RunResult r = train::run_training(task, dataset_size, ro, train::world());
+  if (train::world().rank() == 0 && !r.last_checkpoint.empty())
+    std::printf("%s\n", r.last_checkpoint.c_str());
+  return 0;
 }
 
 nlohmann::json read_json_file(const std::string& path) {

@@ -38,6 +38,8 @@ train::OptimizationOptions optimization_options(const TrainArgs& a, int64_t tota
 train::RunOptions run_options(const TrainArgs& a, nlohmann::json settings);
 // Opens the dataset, sets the thread count and prints what will be trained.
 train::ImageCaptionDataset open_training_data(const TrainArgs& a);
+// Runs the training loop on this process's world; prints the last checkpoint (rank 0).
+int run_task(train::TrainTask& task, int64_t dataset_size, const train::RunOptions& ro);
 // Parses a JSON file (errors name it).
 nlohmann::json read_json_file(const std::string& path);
 // Writes a text file atomically.

@@ -202,10 +202,7 @@ int run_train_unet(UNetArgs& a) {
   s["clip_skip"] = a.clip_skip;
   const train::RunOptions ro = run_options(a.t, s);
   UNetTask task(a, *model, data, train::total_steps(ro, data.size()));
-  const train::RunResult r = train::run_training(task, data.size(), ro, train::world());
-  if (train::world().rank() == 0 && !r.last_checkpoint.empty())
-    std::printf("%s\n", r.last_checkpoint.c_str());
-  return 0;
+  return run_task(task, data.size(), ro);
 }
 
 }  // namespace

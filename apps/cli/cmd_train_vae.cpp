@@ -111,10 +111,7 @@ int run_train_vae(VaeArgs& a) {
   s["kl_weight"] = a.kl_weight;
   const train::RunOptions ro = run_options(a.t, s);
   VaeTask task(a, data, train::total_steps(ro, data.size()));
-  const train::RunResult r = train::run_training(task, data.size(), ro, train::world());
-  if (train::world().rank() == 0 && !r.last_checkpoint.empty())
-    std::printf("%s\n", r.last_checkpoint.c_str());
-  return 0;
+  return run_task(task, data.size(), ro);
 }
 
 }  // namespace

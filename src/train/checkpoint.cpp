@@ -1,6 +1,7 @@
 #include "train/checkpoint.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -71,6 +72,7 @@ void save_training_state(const std::string& path, const std::vector<nn::Module::
                  {"step", std::to_string(pos.step)},
                  {"samples", std::to_string(pos.samples)},
                  {"epoch", std::to_string(pos.epoch)},
+                 {"seconds", std::to_string(pos.seconds)},
                  {"adamw.steps", std::to_string(opt.steps())},
                  {"options", options}};
   if (ema) m["ema.steps"] = std::to_string(ema->steps());
@@ -98,7 +100,10 @@ RunPosition load_training_state(const std::string& path,
   }
   optim.optimizer().load_state(ea, eas, meta_int(m, "adamw.steps", path));
   if (ema) ema->load_state(shadow, meta_int(m, "ema.steps", path));
-  return {meta_int(m, "step", path), meta_int(m, "samples", path), meta_int(m, "epoch", path)};
+  RunPosition pos{meta_int(m, "step", path), meta_int(m, "samples", path),
+                  meta_int(m, "epoch", path)};
+  if (m.count("seconds")) pos.seconds = std::atof(m.at("seconds").c_str());
+  return pos;
 }
 
 std::string write_checkpoint(const std::string& output, int64_t step, int keep,

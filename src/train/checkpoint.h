@@ -19,6 +19,7 @@ struct RunPosition {
   int64_t step = 0;     // optimizer steps done
   int64_t samples = 0;  // samples drawn from the data stream
   int64_t epoch = 0;    // epoch of the last sample drawn
+  double seconds = 0;   // training time so far (all sessions)
 };
 
 // The whole training state: weights (f32, named), optimizer, EMA, position, and `options`

@@ -116,6 +116,7 @@ RunResult run_training(TrainTask& task, int64_t n, const RunOptions& o, Communic
   SampleStream stream(n, o.seed);
   Progress bar("train", total - pos.step, o.progress && lead);
   const auto t0 = std::chrono::steady_clock::now();
+  const double start_seconds = pos.seconds;
   for (int64_t step = pos.step; step < total; ++step) {
     double loss = 0;
     TrainStepResult last;
@@ -139,7 +140,9 @@ RunResult run_training(TrainTask& task, int64_t n, const RunOptions& o, Communic
     res.last_loss = loss;
     if (lead) {
       const double secs =
+          start_seconds +
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      pos.seconds = secs;
       char row[192];
       std::snprintf(row, sizeof row, "%lld,%lld,%.9g,%.9g,%.9g,%.3f\n", (long long)pos.step,
                     (long long)pos.epoch, loss, double(last.lr), last.grad_norm, secs);
