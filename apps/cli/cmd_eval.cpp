@@ -56,7 +56,7 @@ void write_metadata(const std::string& dir, const std::vector<std::string>& file
 
 int run_eval(EvalArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
-  DF_CHECK(!a.model.empty(), "diffuse eval: no model given: use -m MODEL");
+  DF_CHECK(!a.model.empty(), "no model given: use -m MODEL");
   DF_CHECK(a.count >= 2, "--count must be at least 2, got ", a.count);
 
   // The held-out captions: `count` of them spread evenly over the folder's images (sorted by
