@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 
 struct UNetArgs {
   TrainArgs t;
-  std::string model, config;
+  std::string model, config, model_config;
   std::string prediction_type;
   float min_snr_gamma = 0, noise_offset = 0;
   bool gradient_checkpointing = false, cache_latents = false, cache_text = false;
@@ -58,7 +58,7 @@ class UNetTask final : public train::TrainTask {
     }
     // The pipeline as a diffusers folder writes it: the frozen parts as they are, the UNet's
     // config, the scheduler with the prediction type trained.
-    files_ = pipeline::files_for_export(model);
+    files_ = pipeline::files_for_export(model, a.model_config);
     if (!cfg.is_null()) files_.unet_config = cfg;
     if (files_.scheduler_config.is_object())
       files_.scheduler_config["prediction_type"] = prediction_type();
@@ -176,7 +176,7 @@ class UNetTask final : public train::TrainTask {
 };
 
 int run_train_unet(UNetArgs& a) {
-  auto model = open_model(a.model);
+  auto model = open_model(a.model, a.model_config);
   if (a.t.resolution <= 0) {
     const nlohmann::json& c = model->files.unet_config;
     const int64_t sample =
@@ -220,6 +220,9 @@ std::shared_ptr<UNetArgs> add_unet_options(CLI::App& sub, bool lora) {
                         ".safetensors/.ckpt); its VAE and text encoder are frozen, encode the data "
                         "and go into each checkpoint")
       ->required();
+  sub.add_option("--model-config", a->model_config,
+                 "For a single-file -m whose head counts differ from the published models': a "
+                 "diffusers folder of the same model (as generate's --config)");
   if (!lora)
     sub.add_option("--config", a->config,
                    "Train a new UNet from scratch: a diffusers UNet config.json (or a folder "

@@ -101,6 +101,7 @@ double clip_grad_norm(const std::vector<Tensor*>& params, double max_norm) {
   }
   const double norm = std::sqrt(sq);
   const double coef = std::min(1.0, max_norm / (norm + 1e-6));
+  if (coef >= 1.0) return norm;  // a scale by 1 changes nothing
   for (Tensor* p : params) {
     const auto& m = p->autograd_meta();
     if (m && m->grad.defined()) autograd::kernels::scale_inplace(m->grad, float(coef));

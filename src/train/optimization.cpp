@@ -1,5 +1,7 @@
 #include "train/optimization.h"
 
+#include <limits>
+
 #include "autograd/autograd.h"
 
 namespace diffuse::train {
@@ -16,7 +18,9 @@ TrainStepResult Optimization::backward_and_step(const Tensor& loss) {
   autograd::backward(accum_.scale_loss(loss));
   if (!accum_.micro_batch_done()) return r;
   if (o_.comm) o_.comm->average_gradients(params_);
-  if (o_.max_grad_norm > 0) r.grad_norm = clip_grad_norm(params_, o_.max_grad_norm);
+  // The norm is always measured (for the log); clipping only when asked.
+  r.grad_norm = clip_grad_norm(
+      params_, o_.max_grad_norm > 0 ? o_.max_grad_norm : std::numeric_limits<double>::infinity());
   r.lr = float(double(o_.adamw.lr) * o_.lr_schedule.factor(opt_->steps()));
   opt_->set_lr(r.lr);
   opt_->step();

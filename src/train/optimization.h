@@ -23,7 +23,7 @@ struct OptimizationOptions {
 struct TrainStepResult {
   float loss = 0;        // of this micro-batch (unscaled)
   bool stepped = false;  // the optimizer stepped after this micro-batch
-  double grad_norm = 0;  // before clipping, when stepped and clipping is on
+  double grad_norm = 0;  // global norm of the (averaged) gradients before clipping, when stepped
   float lr = 0;          // learning rate of the optimizer step, when stepped
 };
 
