@@ -24,6 +24,7 @@ namespace fs = std::filesystem;
 struct UNetArgs {
   TrainArgs t;
   std::string model, config, model_config;
+  std::string save_dtype;  // "": each tensor's own (trained: f32)
   std::string prediction_type;
   float min_snr_gamma = 0, noise_offset = 0;
   bool gradient_checkpointing = false, cache_latents = false, cache_text = false;
@@ -118,8 +119,11 @@ class UNetTask final : public train::TrainTask {
     if (lora_) return save_lora((fs::path(dir) / "lora.safetensors").string());
     io::ModelFiles f = files_;
     f.unet = trained_weights(trainer_->params(), trainer_->optimization());
-    io::save_model(f, dir, io::ModelLayout::DiffusersFolder);
-    io::save_model(f, (fs::path(dir) / "model.safetensors").string(), io::ModelLayout::SingleFile);
+    io::SaveOptions so;
+    if (!a_.save_dtype.empty()) so.dtype = io::parse_save_dtype(a_.save_dtype);
+    io::save_model(f, dir, io::ModelLayout::DiffusersFolder, so);
+    io::save_model(f, (fs::path(dir) / "model.safetensors").string(), io::ModelLayout::SingleFile,
+                   so);
   }
 
  private:
@@ -244,6 +248,11 @@ std::shared_ptr<UNetArgs> add_unet_options(CLI::App& sub, bool lora) {
                "Encode each image with the VAE once and keep its latents in memory");
   sub.add_flag("--cache-text-embeddings", a->cache_text,
                "Encode each caption once and keep the embedding in memory");
+  if (!lora)
+    sub.add_option("--save-dtype", a->save_dtype,
+                   "dtype of the checkpoints' model files: f16, bf16 or f32 (default: as "
+                   "trained, f32; the training state is always f32)")
+        ->check(CLI::IsMember({"f16", "fp16", "bf16", "f32", "fp32"}));
   if (lora) {
     sub.add_option("--rank", a->lora_options.rank, "LoRA rank (network_dim)")
         ->capture_default_str()

@@ -202,12 +202,13 @@ TEST(TrainCli, UNetFromAConfigTrains) {
       test::run_command(test::cli_path() + " train unet -m " + model + " --config " + model +
                             "/unet --data " + make_data() + " -o " + o +
                             " --resolution 64 --steps 2 --cache-latents --cache-text-embeddings"
-                            " --prediction-type v_prediction -t 1 -q 2>&1",
+                            " --prediction-type v_prediction --save-dtype f16 -t 1 -q 2>&1",
                         &out),
       0)
       << out;
   const auto f = io::open_model(o + "/checkpoint-2");
   EXPECT_EQ(f.scheduler_config.at("prediction_type"), "v_prediction");
+  EXPECT_EQ(f.unet.at("conv_in.weight").dtype(), DType::F16);  // --save-dtype
   // A fresh UNet, not the model's.
   const auto base = io::open_model(model);
   EXPECT_GT(
