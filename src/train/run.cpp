@@ -148,8 +148,9 @@ RunResult run_training(TrainTask& task, int64_t n, const RunOptions& o, Communic
                     (long long)pos.epoch, loss, double(last.lr), last.grad_norm, secs);
       log << row << std::flush;
       char extra[96];
-      std::snprintf(extra, sizeof extra, "step %lld/%lld loss %.4f lr %.3g", (long long)pos.step,
-                    (long long)total, loss, double(last.lr));
+      std::snprintf(extra, sizeof extra, "step %lld/%lld epoch %lld loss %.4f lr %.3g",
+                    (long long)pos.step, (long long)total, (long long)pos.epoch, loss,
+                    double(last.lr));
       bar.update(pos.step - res.start_step, extra);
     }
     const bool save = pos.step == total || (o.save_every > 0 && pos.step % o.save_every == 0);
