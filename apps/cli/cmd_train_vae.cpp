@@ -11,6 +11,7 @@
 #include "ops/ops.h"
 #include "sampling/rng.h"
 #include "train/init.h"
+#include "train/latent_scale.h"
 #include "train/losses.h"
 
 namespace diffuse::cli {
@@ -22,6 +23,8 @@ struct VaeArgs {
   TrainArgs t;
   std::string model, config;
   float kl_weight = 1e-6f;
+  float scaling_factor = 0;  // 0: measured on the data
+  int64_t scaling_images = 512;
 };
 
 // A VAE's config.json and weights: a VAE folder (config.json +
@@ -85,12 +88,28 @@ class VaeTask final : public train::TrainTask {
 
   void save_model(const std::string& dir) override {
     const io::TensorMap w = trained_weights(params_, *optim_);
-    write_component((fs::path(dir) / "vae").string(), config_, w,
+    nlohmann::json config = config_;
+    config["scaling_factor"] = a_.scaling_factor > 0 ? a_.scaling_factor : measure_scaling_factor();
+    write_component((fs::path(dir) / "vae").string(), config, w,
                     "diffusion_pytorch_model.safetensors");
     io::save_safetensors((fs::path(dir) / "vae.safetensors").string(), w);
   }
 
  private:
+  // latent_scaling_factor of the weights saved (the EMA's when kept: swapped in meanwhile).
+  float measure_scaling_factor() {
+    const train::Ema* ema = optim_->ema();
+    const std::vector<Tensor*> slots = train::slots(params_);
+    std::vector<Tensor> kept;
+    if (ema) {
+      for (Tensor* p : slots) kept.push_back(p->clone());
+      ema->copy_to(slots);
+    }
+    const float f = train::latent_scaling_factor(*vae_, data_, a_.t.resolution, a_.scaling_images);
+    for (size_t i = 0; i < kept.size(); ++i) slots[i]->copy_from(kept[i]);
+    return f;
+  }
+
   const VaeArgs& a_;
   const train::ImageCaptionDataset& data_;
   nlohmann::json config_;
@@ -125,13 +144,23 @@ void setup_train_vae(CLI::App& sub, std::function<int()>& action) {
                  "Train a new VAE from scratch: a diffusers AutoencoderKL config.json");
   add_train_options(sub, a->t);
   sub.add_option("--kl-weight", a->kl_weight, "Weight of the KL term")->capture_default_str();
+  sub.add_option("--scaling-factor", a->scaling_factor,
+                 "The scaling_factor written into the checkpoints' vae/config.json (default: "
+                 "measured at each checkpoint, 1 / std of the posterior means of the first "
+                 "--scaling-images training images)")
+      ->check(CLI::PositiveNumber);
+  sub.add_option("--scaling-images", a->scaling_images,
+                 "Training images (in the data's order) the scaling factor is measured on")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
   sub.footer(
       "Example:\n"
       "  diffuse train vae -m sd15-diffusers --data photos/ -o vae-out --resolution 256 \\\n"
       "      --batch-size 4 --lr 1e-5 --steps 5000 --ema\n"
       "Each checkpoint-STEP/ holds vae/ (a diffusers VAE folder), vae.safetensors and the\n"
       "training state (vae.safetensors: the same tensors, diffusers names). The default\n"
-      "resolution is 256.");
+      "resolution is 256. vae/config.json's scaling_factor (what a UNet trained on this VAE\n"
+      "scales its latents by) is measured on the training images unless given.");
   action = [a]() { return run_train_vae(*a); };
 }
 

@@ -14,9 +14,12 @@
 #include <thread>
 
 #include "io/image.h"
+#include "io/mmap_file.h"
 #include "io/model_files.h"
 #include "io/safetensors.h"
+#include "models/vae/autoencoder_kl.h"
 #include "test_util.h"
+#include "train/dataset.h"
 
 using namespace diffuse;
 namespace fs = std::filesystem;
@@ -269,6 +272,39 @@ TEST(TrainCli, VaeLossFalls) {
   EXPECT_EQ(folder.size(), single.size());
   EXPECT_EQ(
       test::rel_error(folder.at("encoder.conv_in.weight"), single.at("encoder.conv_in.weight")), 0);
+}
+
+TEST(TrainCli, VaeScalingFactorIsMeasuredOrGiven) {
+  DF_REQUIRE_REF(model, "sd1-tiny/diffusers");
+  const std::string o = test::temp_dir() + "/vae-scale";
+  const std::string args = test::cli_path() + " train vae -m " + model + " --data " + make_data() +
+                           " --resolution 16 --steps 2 --lr 1e-3 --ema --ema-decay 0.5 -t 1 -q";
+  std::string out;
+  ASSERT_EQ(test::run_command(args + " --scaling-images 3 -o " + o + " 2>&1", &out), 0) << out;
+  // Recomputed: 1 / the unbiased std of the posterior means of the first 3 images, through the
+  // saved (EMA) weights.
+  const std::string dir = o + "/checkpoint-2/vae";
+  const auto config = nlohmann::json::parse(io::read_text_file(dir + "/config.json"));
+  models::AutoencoderKL vae(models::VaeConfig::from_json(config));
+  vae.load_state_dict(io::load_safetensors(dir + "/diffusion_pytorch_model.safetensors"), "vae");
+  const auto data = train::ImageCaptionDataset::open(make_data());
+  std::vector<double> v;
+  for (int64_t i = 0; i < 3; ++i) {
+    const Tensor m = vae.encode(data.image(i, 16).unsqueeze(0)).mean.contiguous();
+    v.insert(v.end(), m.data<float>(), m.data<float>() + m.numel());
+  }
+  double mu = 0, var = 0;
+  for (double x : v) mu += x / double(v.size());
+  for (double x : v) var += (x - mu) * (x - mu) / double(v.size() - 1);
+  const double expected = 1 / std::sqrt(var);
+  EXPECT_NEAR(config.at("scaling_factor").get<double>(), expected, 1e-5 * expected);
+  EXPECT_GT(std::abs(expected - 0.18215), 1e-3);  // not the published value left in place
+  // Given: written as is.
+  ASSERT_EQ(test::run_command(args + " --scaling-factor 0.25 -o " + o + "-given 2>&1", &out), 0)
+      << out;
+  const auto given =
+      nlohmann::json::parse(io::read_text_file(o + "-given/checkpoint-2/vae/config.json"));
+  EXPECT_FLOAT_EQ(given.at("scaling_factor").get<float>(), 0.25f);
 }
 
 TEST(TrainCli, ClipLossFalls) {
