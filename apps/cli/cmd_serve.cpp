@@ -83,6 +83,9 @@ Command serve_cmd(
           ->check(CLI::Range(8, 16384));
       sub.add_option("-m,--model", o.default_model,
                      "The model used when a request names none (default: the first)");
+      sub.add_option("--lora-dir", o.lora_dir,
+                     "Folder of LoRA files (kohya .safetensors) that prompts apply with "
+                     "<lora:NAME:WEIGHT>");
       sub.add_option("--config", o.config_dir,
                      "A diffusers folder whose configs describe single-file models");
       sub.add_option("--precision", a->precision, "Compute precision: auto, fp32 or bf16")

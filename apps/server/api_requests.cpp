@@ -9,6 +9,7 @@
 #include "apps/server/base64.h"
 #include "core/error.h"
 #include "io/image.h"
+#include "pipeline/generate.h"
 #include "pipeline/image_tensor.h"
 #include "pipeline/parameters.h"
 #include "sampling/samplers.h"
@@ -212,6 +213,17 @@ json parse_json_object(const std::string& body) {
   return j;
 }
 
+// The request's LoRA files: <lora:NAME:WEIGHT> prompt tags name files of the server's LoRA
+// folder. Checked here, so that a bad tag or a missing file is answered 422 before the job queues.
+static void resolve_loras(pipeline::GenerateRequest& req, const RequestDefaults& d) {
+  req.lora_dir = d.lora_dir;
+  try {
+    pipeline::request_loras(req);
+  } catch (const Error& e) {
+    throw ApiError(422, "invalid field 'prompt'", e.what());
+  }
+}
+
 JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
                   const RequestDefaults& d) {
   JobSpec spec;
@@ -267,6 +279,7 @@ JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
     }
   }
 
+  resolve_loras(req, d);
   json p = img2img && get_bool(body, "include_init_images", false) ? body : base_parameters(body);
   p["prompt"] = req.prompt;
   p["negative_prompt"] = req.negative_prompt;
@@ -361,6 +374,7 @@ JobSpec openai_job(const json& body, const ModelDirectory& models, const Request
   req.seed = resolve_seed(seed);
   set_sampler(req, "sampler", get_string(body, "sampler", "Euler"),
               get_string(body, "scheduler", ""));
+  resolve_loras(req, d);
   spec.parameters = body;
   spec.parameters["model"] = spec.model.name;
   spec.parameters["seed"] = seed;

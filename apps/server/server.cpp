@@ -2,12 +2,15 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
 #include "apps/server/api_error.h"
 #include "apps/server/api_requests.h"
@@ -91,6 +94,11 @@ struct Server::Impl {
               opt.threads) {
     DF_CHECK(opt.max_size >= 8, "--max-size must be at least 8, got ", opt.max_size);
     defaults.max_size = opt.max_size;
+    if (!opt.lora_dir.empty()) {
+      DF_CHECK(std::filesystem::is_directory(opt.lora_dir), "--lora-dir ", opt.lora_dir,
+               ": not a folder");
+      defaults.lora_dir = opt.lora_dir;
+    }
     if (!opt.default_model.empty()) {
       try {
         defaults.model = models.find(opt.default_model).name;
@@ -269,6 +277,24 @@ void Server::Impl::routes() {
                               {"filename", m.name},
                               {"config", nullptr},
                               {"type", m.kind}});
+             send_json(res, 200, out);
+           }));
+  // The LoRA files that prompts may name: every NAME.safetensors in --lora-dir and below.
+  http.Get("/sdapi/v1/loras", guard([this](const Request&, Response& res) {
+             json out = json::array();
+             if (!opt.lora_dir.empty()) {
+               std::vector<std::filesystem::path> files;
+               for (const auto& e : std::filesystem::recursive_directory_iterator(
+                        opt.lora_dir, std::filesystem::directory_options::follow_directory_symlink))
+                 if (e.is_regular_file() && e.path().extension() == ".safetensors")
+                   files.push_back(e.path());
+               std::sort(files.begin(), files.end());
+               for (const auto& f : files)
+                 out.push_back({{"name", f.stem().string()},
+                                {"alias", f.stem().string()},
+                                {"path", f.string()},
+                                {"metadata", json::object()}});
+             }
              send_json(res, 200, out);
            }));
   http.Post("/sdapi/v1/refresh-checkpoints",

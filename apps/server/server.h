@@ -22,6 +22,7 @@ struct ServerOptions {
   std::string default_model;       // initial sd_model_checkpoint; default: the first model
   std::string data_dir;            // fetched registry data (CLIP merges for single files)
   std::string config_dir;          // diffusers config folder for single files (optional)
+  std::string lora_dir;            // LoRA files that prompts name as <lora:NAME:WEIGHT> (optional)
   pipeline::Precision precision = pipeline::Precision::Fp32;
   size_t max_queue = 256;     // jobs waiting at most; more are refused with 503
   int threads = 0;            // CPU threads per generation (0: all cores)

@@ -10,11 +10,15 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <thread>
 
 #include "apps/server/base64.h"
 #include "apps/server/server.h"
 #include "io/image.h"
+#include "models/lora/lora_file.h"
+#include "models/lora/lora_names.h"
+#include "pipeline/model_bundle.h"
 #include "test_util.h"
 
 namespace diffuse::server {
@@ -533,6 +537,69 @@ TEST_F(KeyedServerTest, RequestsWithoutTheKeyGet401) {
   // The page itself holds nothing secret; it asks for the key.
   EXPECT_EQ(client()->Get("/")->status, 200);
   EXPECT_EQ(client()->Get("/app.js")->status, 200);
+}
+
+// A LoRA folder holding style.safetensors: rank-4 random matrices on the cross-attention keys of
+// the first model's UNet.
+std::string lora_dir() {
+  static std::string dir = [] {
+    const fs::path d = fs::path(test::temp_dir()) / "loras";
+    fs::create_directories(d / "sub");
+    pipeline::BundleOptions bo;
+    bo.data_dir = test::data_dir();
+    auto bundle = pipeline::ModelBundle::open(
+        (fs::path(model_dir()) / tiny_model_names().front()).string(), bo);
+    std::mt19937 gen(7);
+    std::normal_distribution<float> normal;
+    auto randn = [&](const Shape& shape) {
+      std::vector<float> v(size_t(shape_numel(shape)));
+      for (float& x : v) x = normal(gen);
+      return Tensor::from_vector(v, shape);
+    };
+    models::LoraFile f;
+    const models::LoraNames names(&bundle->unet(), nullptr);
+    for (const auto& [name, layer] : names.names())
+      if (name == models::kohya_lora_name("lora_unet", layer.module) &&
+          layer.module.find(".attn2.to_k") != std::string::npos)
+        f.modules[name] = {randn({4, layer.shape[1]}), randn({layer.shape[0], 4}), 4.f};
+    models::write_lora_file((d / "sub" / "style.safetensors").string(), f);
+    return d.string();
+  }();
+  return dir;
+}
+
+class LoraServerTest : public ServerTest {
+  void customize(ServerOptions& o) override { o.lora_dir = lora_dir(); }
+};
+
+// <lora:NAME:WEIGHT> tags in a request's prompt apply NAME.safetensors from --lora-dir; the
+// files are listed as A1111 lists them; a tag naming no file is answered 422, not queued.
+TEST_F(LoraServerTest, PromptTagsApplyLoraFiles) {
+  auto [st, list] = get("/sdapi/v1/loras");
+  ASSERT_EQ(st, 200) << list.dump();
+  ASSERT_EQ(list.size(), 1u) << list.dump();
+  EXPECT_EQ(list[0]["name"], "style");
+
+  auto image = [&](const std::string& prompt) {
+    auto [s, res] = post("/sdapi/v1/txt2img", small({{"prompt", prompt}, {"seed", 3}}));
+    EXPECT_EQ(s, 200) << res.dump();
+    return s == 200 ? io::decode_image(base64_decode(res["images"][0].get<std::string>())).pixels
+                    : std::vector<uint8_t>();
+  };
+  const auto plain = image("a cat");
+  const auto styled = image("a cat <lora:style:1>");
+  ASSERT_FALSE(plain.empty());
+  EXPECT_NE(styled, plain);
+  EXPECT_EQ(image("a cat <lora:style:0>"), plain);
+  EXPECT_EQ(image("a cat <lora:style:1>"), styled);  // applied again after a plain request
+  EXPECT_EQ(image("a cat"), plain);                  // and taken off again
+
+  auto [s2, err] = post("/sdapi/v1/txt2img", small({{"prompt", "a cat <lora:absent:1>"}}));
+  EXPECT_EQ(s2, 422) << err.dump();
+  EXPECT_NE(err["detail"].get<std::string>().find("absent"), std::string::npos) << err.dump();
+  auto [s3, err3] =
+      post("/v1/images/generations", {{"prompt", "<lora:style:x>"}, {"size", "64x64"}});
+  EXPECT_EQ(s3, 422) << err3.dump();
 }
 
 // Without --host the listening socket is bound to 127.0.0.1 only (read from /proc/net/tcp,
