@@ -151,10 +151,11 @@ void write_text_atomic(const std::string& path, const std::string& text) {
 }
 
 void write_component(const std::string& dir, const nlohmann::json& config,
-                     const io::TensorMap& tensors, const std::string& weights_name) {
+                     const io::TensorMap& tensors, const std::string& weights_name,
+                     std::optional<DType> dtype, const io::Metadata& metadata) {
   fs::create_directories(dir);
   write_text_atomic((fs::path(dir) / "config.json").string(), config.dump(2) + "\n");
-  io::save_safetensors((fs::path(dir) / weights_name).string(), tensors);
+  io::save_safetensors((fs::path(dir) / weights_name).string(), tensors, metadata, dtype);
 }
 
 io::TensorMap trained_weights(const std::vector<nn::Module::ParamRef>& params,

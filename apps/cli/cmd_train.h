@@ -2,8 +2,10 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
+#include "io/tensor_map.h"
 #include "train/dataset.h"
 #include "train/run.h"
 
@@ -44,9 +46,11 @@ int run_task(train::TrainTask& task, int64_t dataset_size, const train::RunOptio
 nlohmann::json read_json_file(const std::string& path);
 // Writes a text file atomically.
 void write_text_atomic(const std::string& path, const std::string& text);
-// Writes `tensors` as a component folder: config.json and `weights_name`.
+// Writes `tensors` as a component folder: config.json and `weights_name` (floating-point
+// tensors converted to `dtype` when given).
 void write_component(const std::string& dir, const nlohmann::json& config,
-                     const io::TensorMap& tensors, const std::string& weights_name);
+                     const io::TensorMap& tensors, const std::string& weights_name,
+                     std::optional<DType> dtype = std::nullopt, const io::Metadata& metadata = {});
 // The trained weights as named tensors: the EMA shadow when kept, else the parameters.
 io::TensorMap trained_weights(const std::vector<nn::Module::ParamRef>& params,
                               const train::Optimization& optim);

@@ -7,6 +7,7 @@
 #include "apps/cli/cmd_train.h"
 #include "apps/cli/common.h"
 #include "autograd/autograd.h"
+#include "io/model_writer.h"
 #include "io/safetensors.h"
 #include "models/clip/clip_vision_model.h"
 #include "ops/ops.h"
@@ -22,6 +23,7 @@ namespace fs = std::filesystem;
 struct ClipArgs {
   TrainArgs t;
   std::string model, config;
+  std::string save_dtype;  // "": as trained (f32)
 };
 
 // OpenAI CLIP's image normalization (per channel, of pixels in [0, 1]).
@@ -90,9 +92,25 @@ class ClipTask final : public train::TrainTask {
   const std::vector<nn::Module::ParamRef>& params() const override { return params_; }
 
   void save_model(const std::string& dir) override {
-    write_text_atomic((fs::path(dir) / "config.json").string(), config_.dump(2) + "\n");
-    io::save_safetensors((fs::path(dir) / "model.safetensors").string(),
-                         trained_weights(params_, *optim_));
+    const io::TensorMap w = trained_weights(params_, *optim_);
+    std::optional<DType> dtype;
+    if (!a_.save_dtype.empty()) dtype = io::parse_save_dtype(a_.save_dtype);
+    const io::Metadata meta{{"format", "pt"}};  // transformers reads no file without it
+    write_component(dir, config_, w, "model.safetensors", dtype, meta);
+    // The parts: the text tower alone as a CLIPTextModel (a pipeline's text encoder), the rest
+    // as a CLIPModel folder without it (diffuse eval's clip/, the text tower taken from the
+    // pipeline's text_encoder/).
+    io::TensorMap text, rest;
+    for (auto& [name, t] : w) (name.starts_with("text_model.") ? text : rest).emplace(name, t);
+    nlohmann::json text_config =
+        config_.contains("text_config") ? config_["text_config"] : nlohmann::json::object();
+    text_config.update(clip_->config().text.to_json());
+    text_config["architectures"] = {"CLIPTextModel"};
+    text_config["model_type"] = "clip_text_model";
+    write_component((fs::path(dir) / "text_encoder").string(), text_config, text,
+                    "model.safetensors", dtype, meta);
+    write_component((fs::path(dir) / "vision").string(), config_, rest, "model.safetensors", dtype,
+                    meta);
     if (tokenizer_dir_.empty()) return;
     for (const char* f : {"vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
                           "special_tokens_map.json"})
@@ -139,13 +157,21 @@ void setup_train_clip(CLI::App& sub, std::function<int()>& action) {
                  "Train a new CLIP from scratch: a transformers CLIPConfig json (text_config, "
                  "vision_config, projection_dim); the published CLIP tokenizer is used");
   add_train_options(sub, a->t);
+  sub.add_option("--save-dtype", a->save_dtype,
+                 "dtype of the checkpoints' model files: f16, bf16 or f32 (default: as trained, "
+                 "f32; the training state is always f32)")
+      ->check(CLI::IsMember({"f16", "fp16", "bf16", "f32", "fp32"}));
   sub.footer(
       "Example:\n"
       "  diffuse train clip --config clip-config.json --data pairs/ -o clip-out \\\n"
       "      --batch-size 32 --lr 5e-4 --lr-scheduler cosine --warmup-steps 100 --epochs 10\n"
       "Images are resized to the vision tower's image_size (--resolution is not used). Each\n"
-      "checkpoint-STEP/ is a transformers CLIPModel folder plus the training state. Several\n"
-      "processes each contrast their share of the batch.");
+      "checkpoint-STEP/ is a transformers CLIPModel folder (config.json, model.safetensors)\n"
+      "plus the training state, and holds the same weights in two parts: text_encoder/ (a\n"
+      "CLIPTextModel folder: the text tower, as a diffusers pipeline's text encoder, e.g.\n"
+      "`train unet --text-encoder`) and vision/ (a CLIPModel folder without the text tower:\n"
+      "what `diffuse eval` reads as MODEL/clip/, with the text tower from MODEL/text_encoder/).\n"
+      "Several processes each contrast their share of the batch.");
   action = [a]() { return run_train_clip(*a); };
 }
 

@@ -17,9 +17,12 @@
 #include "io/mmap_file.h"
 #include "io/model_files.h"
 #include "io/safetensors.h"
+#include "models/clip/clip_text_model.h"
 #include "models/vae/autoencoder_kl.h"
+#include "ops/ops.h"
 #include "test_util.h"
 #include "train/dataset.h"
+#include "train/r_precision.h"
 
 using namespace diffuse;
 namespace fs = std::filesystem;
@@ -90,6 +93,17 @@ void expect_same_tensors(const io::TensorMap& a, const io::TensorMap& b, const s
     EXPECT_EQ(test::rel_error(t.to(DType::F32), b.at(name).to(DType::F32)), 0.0)
         << what << ": " << name;
   }
+}
+
+// A tiny CLIPConfig (the published vocabulary, 16 tokens, 32px images); returns its path.
+std::string tiny_clip_config() {
+  const std::string cfg = test::temp_dir() + "/clip.json";
+  std::ofstream(cfg) << R"({"projection_dim": 16,
+    "text_config": {"vocab_size": 49408, "hidden_size": 32, "intermediate_size": 64,
+                    "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 16},
+    "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                      "num_attention_heads": 2, "image_size": 32, "patch_size": 8}})";
+  return cfg;
 }
 
 std::string unet_args(const std::string& model, const std::string& out) {
@@ -308,12 +322,7 @@ TEST(TrainCli, VaeScalingFactorIsMeasuredOrGiven) {
 }
 
 TEST(TrainCli, ClipLossFalls) {
-  const std::string o = test::temp_dir() + "/clip", cfg = test::temp_dir() + "/clip.json";
-  std::ofstream(cfg) << R"({"projection_dim": 16,
-    "text_config": {"vocab_size": 49408, "hidden_size": 32, "intermediate_size": 64,
-                    "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 16},
-    "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                      "num_attention_heads": 2, "image_size": 32, "patch_size": 8}})";
+  const std::string o = test::temp_dir() + "/clip", cfg = tiny_clip_config();
   std::string out;
   const int rc = test::run_command(test::cli_path() + " train clip --config " + cfg + " --data " +
                                        make_data() + " -o " + o +
@@ -329,6 +338,73 @@ TEST(TrainCli, ClipLossFalls) {
   ASSERT_TRUE(w.count("logit_scale"));
   EXPECT_NE(w.at("logit_scale").to(DType::F32).item(), 2.6592f);  // the temperature is trained
   EXPECT_TRUE(fs::exists(o + "/checkpoint-20/config.json"));
+}
+
+TEST(TrainCli, ClipCheckpointPartsGiveTheFullModelsEmbeddings) {
+  const std::string o = test::temp_dir() + "/clip-parts";
+  std::string out;
+  const int rc = test::run_command(test::cli_path() + " train clip --config " + tiny_clip_config() +
+                                       " --data " + make_data() + " -o " + o +
+                                       " --batch-size 4 --steps 2 --lr 1e-2 -t 1 -q 2>&1",
+                                   &out);
+  if (rc != 0 && out.find("fetch_data") != std::string::npos)
+    GTEST_SKIP() << "no CLIP vocabulary: " << out;
+  ASSERT_EQ(rc, 0) << out;
+  const std::string ck = o + "/checkpoint-2";
+  // text_encoder/: the text tower only; vision/: everything else.
+  const auto full_w = io::load_safetensors(ck + "/model.safetensors");
+  const auto text_w = io::load_safetensors(ck + "/text_encoder/model.safetensors");
+  const auto vision_w = io::load_safetensors(ck + "/vision/model.safetensors");
+  EXPECT_EQ(text_w.size() + vision_w.size(), full_w.size());
+  for (auto& [name, t] : text_w) EXPECT_TRUE(name.starts_with("text_model.")) << name;
+  for (auto& [name, t] : vision_w) EXPECT_FALSE(name.starts_with("text_model.")) << name;
+  EXPECT_TRUE(vision_w.count("logit_scale") && vision_w.count("text_projection.weight"));
+  const auto text_cfg = nlohmann::json::parse(io::read_text_file(ck + "/text_encoder/config.json"));
+  EXPECT_EQ(text_cfg.at("architectures")[0], "CLIPTextModel");
+
+  const auto full = train::load_clip_folder(ck);
+  const auto parts =
+      train::load_clip_folder(ck + "/vision", ck + "/text_encoder/model.safetensors");
+  models::ClipTextModel text(models::ClipTextConfig::from_json(text_cfg));
+  text.load_state_dict(text_w, "text_encoder");
+  std::vector<int64_t> id_list(32, 49407);  // two captions of 16 tokens, padded with the end
+  for (int64_t k : {0, 16}) id_list[size_t(k)] = 49406;
+  for (int64_t k : {1, 2, 17}) id_list[size_t(k)] = 320 + k;
+  const Tensor ids = Tensor::from_i64(id_list, {2, 16});
+  std::vector<Tensor> px;
+  for (int k = 0; k < 2; ++k)
+    px.push_back(
+        train::clip_pixels(io::load_image(make_data() + "/img" + std::to_string(k) + ".png"), 32));
+  const Tensor pixels = ops::cat(px, 0);
+  const models::ClipModelOutput a = full->forward(ids, pixels), b = parts->forward(ids, pixels);
+  EXPECT_EQ(test::rel_error(a.text_embeds, b.text_embeds), 0);
+  EXPECT_EQ(test::rel_error(a.image_embeds, b.image_embeds), 0);
+  EXPECT_EQ(test::rel_error(a.logits_per_image, b.logits_per_image), 0);
+  EXPECT_EQ(test::rel_error(text.forward(ids).last_hidden_state,
+                            full->text_model.forward(ids).last_hidden_state),
+            0);
+  EXPECT_EQ(test::rel_error(text.encode(ids, 1), full->text_model.forward(ids).last_hidden_state),
+            0);
+  // --save-dtype f16: every model file in f16, the parts still load.
+  ASSERT_EQ(test::run_command(test::cli_path() + " train clip --config " + tiny_clip_config() +
+                                  " --data " + make_data() + " -o " + o +
+                                  "-f16 --batch-size 4 --steps 2 --lr 1e-2 --save-dtype f16 -t 1 "
+                                  "-q 2>&1",
+                              &out),
+            0)
+      << out;
+  const std::string ck16 = o + "-f16/checkpoint-2";
+  for (const char* f :
+       {"/model.safetensors", "/text_encoder/model.safetensors", "/vision/model.safetensors"})
+    EXPECT_EQ(
+        io::load_safetensors(ck16 + f)
+            .at(f[1] == 't' ? "text_model.final_layer_norm.weight" : "visual_projection.weight")
+            .dtype(),
+        DType::F16)
+        << f;
+  const auto half =
+      train::load_clip_folder(ck16 + "/vision", ck16 + "/text_encoder/model.safetensors");
+  EXPECT_LT(test::rel_error(half->forward(ids, pixels).logits_per_image, a.logits_per_image), 1e-2);
 }
 
 TEST(TrainCli, BadDataIsAClearError) {
