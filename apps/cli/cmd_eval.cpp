@@ -56,7 +56,7 @@ void write_metadata(const std::string& dir, const std::vector<std::string>& file
 
 int run_eval(EvalArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
-  DF_CHECK(!a.model.empty(), "no model given: use -m MODEL");
+  a.model = model_or_default(a.model);
   DF_CHECK(a.count >= 2, "--count must be at least 2, got ", a.count);
 
   // The held-out captions: `count` of them spread evenly over the folder's images (sorted by
@@ -158,7 +158,7 @@ Command eval_cmd(
     [](CLI::App& sub) -> std::function<int()> {
       auto a = std::make_shared<EvalArgs>();
       auto& r = a->req;
-      add_model_options(sub, a->model, a->config, false);
+      add_model_options(sub, a->model, a->config, false, true);
       sub.add_option("--data", a->data,
                      "Held-out folder: images with captions (metadata.jsonl or same-name .txt)")
           ->required();

@@ -36,7 +36,8 @@ std::string numbered(const std::string& path, size_t i, size_t n) {
   if (n == 1) return path;
   fs::path p(path);
   std::string stem = p.stem().string(), ext = p.extension().string();
-  return (p.parent_path() / (stem + "-" + std::to_string(i + 1) + (ext.empty() ? ".png" : ext))).string();
+  return (p.parent_path() / (stem + "-" + std::to_string(i + 1) + (ext.empty() ? ".png" : ext)))
+      .string();
 }
 
 // --lora FILE[:WEIGHT]: the weight is what follows the last ':' when it is a number (1 if none).
@@ -56,15 +57,25 @@ models::LoraUse parse_lora_option(const std::string& arg) {
   return l;
 }
 
+// The default image side, as diffusers' pipelines: the UNet config's sample_size (latent pixels)
+// times the VAE's downsampling; without a config (single files), the family's published one.
+int64_t default_size(const pipeline::ModelBundle& m) {
+  const auto& c = m.files.unet_config;
+  if (c.is_object() && c.contains("sample_size") && c["sample_size"].is_number_integer() &&
+      c["sample_size"].get<int64_t>() > 0)
+    return c["sample_size"].get<int64_t>() << (m.vae_config.block_out_channels.size() - 1);
+  return m.family == pipeline::Family::SD2 && m.prediction_type == "v_prediction" ? 768 : 512;
+}
+
 int run_generate(GenerateArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
   auto& req = a.req;
   for (auto& l : a.loras) req.loras.push_back(parse_lora_option(l));
   if (req.rng == "torch") req.rng = "cpu";
   if (req.seed < 0) req.seed = int64_t(std::random_device{}() & 0x7fffffff);
+  a.model = model_or_default(a.model);
   auto model = open_model(a.model, a.config);
-  // Default size: the family's published resolution.
-  const int64_t def = model->family == pipeline::Family::SD2 && model->prediction_type == "v_prediction" ? 768 : 512;
+  const int64_t def = default_size(*model);
   req.width = a.width > 0 ? a.width : def;
   req.height = a.height > 0 ? a.height : def;
   if (!a.init_image.empty()) {
@@ -134,48 +145,66 @@ Command generate_cmd(
     [](CLI::App& sub) -> std::function<int()> {
       auto a = std::make_shared<GenerateArgs>();
       auto& r = a->req;
-      add_model_options(sub, a->model, a->config, true);
+      add_model_options(sub, a->model, a->config, false, true);
       sub.add_option("-p,--prompt", r.prompt, "What to draw")->required();
       sub.add_option("-n,--negative-prompt", r.negative_prompt, "What to avoid");
-      sub.add_option("--steps", r.steps, "Sampling steps")->capture_default_str()->check(CLI::Range(1, 1000));
-      sub.add_option("--cfg-scale", r.cfg_scale, "Classifier-free guidance scale (1 = none)")->capture_default_str();
+      sub.add_option("--steps", r.steps, "Sampling steps")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 1000));
+      sub.add_option("--cfg-scale", r.cfg_scale, "Classifier-free guidance scale (1 = none)")
+          ->capture_default_str();
       sub.add_option("--sampler", r.sampler,
                      "pndm, ddim, euler, euler_a, heun, lms, dpm2, dpm2_a, dpmpp_2m, dpmpp_2m_sde, "
                      "dpmpp_2s, unipc, deis, ddpm, lcm, tcd")
           ->capture_default_str();
-      sub.add_option("--scheduler", r.scheduler, "Noise schedule: default, karras or trailing")->capture_default_str();
-      sub.add_option("-W,--width", a->width, "Width in pixels, a multiple of 8 (default: 512, 768 for SD2-v)");
+      sub.add_option("--scheduler", r.scheduler, "Noise schedule: default, karras or trailing")
+          ->capture_default_str();
+      sub.add_option("-W,--width", a->width,
+                     "Width in pixels, a multiple of 8 (default: the model's own: its UNet "
+                     "config's sample_size in pixels, else 512, 768 for SD2-v)");
       sub.add_option("-H,--height", a->height, "Height in pixels, a multiple of 8");
-      sub.add_option("-s,--seed", r.seed, "Seed; -1 picks one at random (printed)")->capture_default_str();
+      sub.add_option("-s,--seed", r.seed, "Seed; -1 picks one at random (printed)")
+          ->capture_default_str();
       sub.add_option("--rng", r.rng,
                      "Noise generator: torch/cpu (torch's CPU generator, as diffusers) or cuda "
                      "(torch's CUDA generator, as AUTOMATIC1111)")
           ->capture_default_str();
-      sub.add_option("-b,--batch-size", r.batch_size, "Images per batch")->capture_default_str()->check(CLI::Range(1, 64));
-      sub.add_option("--batch-count", r.batch_count, "Batches, one after another")->capture_default_str()->check(CLI::Range(1, 10000));
+      sub.add_option("-b,--batch-size", r.batch_size, "Images per batch")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 64));
+      sub.add_option("--batch-count", r.batch_count, "Batches, one after another")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 10000));
       sub.add_option("--clip-skip", r.clip_skip,
                      "Use the K-th text encoder block from the end (SD1 default 1, SD2 default 2)")
           ->check(CLI::Range(1, 48));
       sub.add_option("-i,--init-image", a->init_image, "img2img: the starting image");
-      sub.add_option("--strength", r.strength, "img2img: how much to change the image, in (0, 1]")->capture_default_str();
-      sub.add_option("--mask", a->mask, "Inpainting: white = repaint, black = keep (same size as -i)");
+      sub.add_option("--strength", r.strength, "img2img: how much to change the image, in (0, 1]")
+          ->capture_default_str();
+      sub.add_option("--mask", a->mask,
+                     "Inpainting: white = repaint, black = keep (same size as -i)");
       sub.add_option("--eta", r.eta, "DDIM/TCD noise (eta)")->capture_default_str();
       sub.add_option("--init-latents", a->init_latents,
                      "A .safetensors with one f32 tensor [B, 4, h, w]: the starting noise");
-      sub.add_option("--save-latents", a->save_latents,
-                     "Write the final latents (tensor 'latents', before the VAE) to this .safetensors");
+      sub.add_option(
+          "--save-latents", a->save_latents,
+          "Write the final latents (tensor 'latents', before the VAE) to this .safetensors");
       sub.add_option("--lora", a->loras,
                      "Apply a LoRA file (kohya .safetensors): FILE or FILE:WEIGHT (repeatable)");
       sub.add_option("--lora-dir", r.lora_dir,
                      "Folder of LoRA files for <lora:NAME:WEIGHT> tags in the prompt");
-      sub.add_option("-o,--output", a->output, "Output PNG; several images get -1, -2 ... suffixes")->capture_default_str();
+      sub.add_option("-o,--output", a->output, "Output PNG; several images get -1, -2 ... suffixes")
+          ->capture_default_str();
       sub.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
       sub.add_flag("-q,--quiet", a->quiet, "No progress bar");
       sub.footer(
           "Examples:\n"
-          "  diffuse generate -m v1-5-pruned-emaonly.safetensors -p \"a red fox in snow\" -o fox.png\n"
-          "  diffuse generate -m sd15 -p \"oil painting\" -i photo.png --strength 0.6 -o paint.png\n"
-          "  diffuse generate -m sd15-inpainting.safetensors -p \"a cat\" -i room.png --mask m.png\n"
+          "  diffuse generate -m v1-5-pruned-emaonly.safetensors -p \"a red fox in snow\" -o "
+          "fox.png\n"
+          "  diffuse generate -m sd15 -p \"oil painting\" -i photo.png --strength 0.6 -o "
+          "paint.png\n"
+          "  diffuse generate -m sd15-inpainting.safetensors -p \"a cat\" -i room.png --mask "
+          "m.png\n"
           "  diffuse generate -m sd15 -p \"a cat <lora:watercolor:0.8>\" --lora-dir loras/\n"
           "The PNG carries the parameters in AUTOMATIC1111's format (PNG Info).");
       r.seed = -1;

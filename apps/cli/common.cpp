@@ -2,12 +2,28 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
+#include <filesystem>
+
+#include "core/error.h"
 
 namespace diffuse::cli {
 
 std::string data_dir() {
   if (const char* e = std::getenv("DIFFUSE_DATA_DIR"); e && *e) return e;
   return DIFFUSE_DATA_DIR;
+}
+
+std::string default_model() {
+  if (const char* e = std::getenv("DIFFUSE_MODEL"); e && *e) return e;
+  const std::string dir = DIFFUSE_DEFAULT_MODEL;
+  DF_CHECK(std::filesystem::is_regular_file(std::filesystem::path(dir) / "model_index.json"),
+           "no model given (-m MODEL), and the default model is not at ", dir,
+           " (set DIFFUSE_MODEL to choose another default)");
+  return dir;
+}
+
+std::string model_or_default(const std::string& model) {
+  return model.empty() ? default_model() : model;
 }
 
 std::unique_ptr<pipeline::ModelBundle> open_model(const std::string& path,
@@ -18,10 +34,14 @@ std::unique_ptr<pipeline::ModelBundle> open_model(const std::string& path,
   return pipeline::ModelBundle::open(path, opt);
 }
 
-void add_model_options(CLI::App& sub, std::string& model, std::string& config_dir, bool required) {
+void add_model_options(CLI::App& sub, std::string& model, std::string& config_dir, bool required,
+                       bool with_default) {
   auto* m = sub.add_option("-m,--model", model,
-                           "Model: a diffusers folder, or a single .safetensors, .ckpt or .gguf "
-                           "file in the original Stable Diffusion layout");
+                           std::string("Model: a diffusers folder, or a single .safetensors, .ckpt "
+                                       "or .gguf file in the original Stable Diffusion layout") +
+                               (with_default ? " (default: $DIFFUSE_MODEL, else the emoji model "
+                                               "that ships with diffuse)"
+                                             : ""));
   if (required) m->required();
   sub.add_option("--config", config_dir,
                  "A diffusers folder whose config.json files describe the model (for single "

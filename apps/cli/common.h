@@ -16,7 +16,15 @@ std::string data_dir();
 std::unique_ptr<pipeline::ModelBundle> open_model(const std::string& path,
                                                   const std::string& config_dir = "");
 
-// Adds the -m/--model and --config options to a sub-command.
-void add_model_options(CLI::App& sub, std::string& model, std::string& config_dir, bool required);
+// The model used when -m is not given: $DIFFUSE_MODEL, else the emoji model that ships with
+// diffuse (models/emoji of the source tree). Throws a clear Error when it is not there.
+std::string default_model();
+// `model` when given, else default_model().
+std::string model_or_default(const std::string& model);
+
+// Adds the -m/--model and --config options to a sub-command. `with_default`: -m may be left out
+// for the default model (the command then calls model_or_default()).
+void add_model_options(CLI::App& sub, std::string& model, std::string& config_dir, bool required,
+                       bool with_default = false);
 
 }  // namespace diffuse::cli

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "io/image.h"
@@ -57,7 +58,9 @@ TEST(Cli, TokenizeMatchesReferenceIds) {
     SCOPED_TRACE(f.path);
     auto ref = io::load_safetensors(f.dir + "/reference.safetensors");
     std::string out;
-    ASSERT_EQ(diffuse("tokenize " + model_args(f) + " " + q(f.reference_json["prompts"][0]), &out), 0) << out;
+    ASSERT_EQ(diffuse("tokenize " + model_args(f) + " " + q(f.reference_json["prompts"][0]), &out),
+              0)
+        << out;
     auto ids = nlohmann::json::parse(out).get<std::vector<float>>();
     EXPECT_EQ(ids, ref.at("text.input_ids").select(0, 0).to_float_vector());
   }
@@ -72,10 +75,11 @@ TEST(Cli, EncodePromptMatchesReference) {
   if (!f) GTEST_SKIP() << "no diffusers model in the reference";
   auto ref = io::load_safetensors(f->dir + "/reference.safetensors");
   std::string path = test::temp_dir() + "/emb.safetensors", out;
-  ASSERT_EQ(diffuse("encode-prompt " + model_args(*f) + " -p " + q(f->reference_json["prompts"][0]) +
-                        " -n " + q(f->reference_json["prompts"][1]) + " -o " + q(path),
-                    &out),
-            0)
+  ASSERT_EQ(
+      diffuse("encode-prompt " + model_args(*f) + " -p " + q(f->reference_json["prompts"][0]) +
+                  " -n " + q(f->reference_json["prompts"][1]) + " -o " + q(path),
+              &out),
+      0)
       << out;
   auto got = io::load_safetensors(path);
   EXPECT_REL_NEAR(got.at("prompt_embeds"), ref.at("pipe.prompt_embeds"), 1e-4);
@@ -111,12 +115,13 @@ TEST(Cli, GenerateReproducesReferenceRun) {
   std::string dir = test::temp_dir();
   io::save_safetensors(dir + "/init.safetensors", {{"x", ref.at("pipe.latents0")}});
   std::string out;
-  std::string args = "generate " + model_args(*f) + " -p " + q(rj["prompts"][0]) + " -n " +
-                     q(rj["prompts"][1]) + " --sampler euler --steps " + std::to_string(rj["steps"].get<int>()) +
-                     " --cfg-scale " + std::to_string(rj["guidance_scale"].get<double>()) + " -W " +
-                     std::to_string(rj["width"].get<int>()) + " -H " + std::to_string(rj["height"].get<int>()) +
-                     " -s 7 --init-latents " + q(dir + "/init.safetensors") + " --save-latents " +
-                     q(dir + "/out.safetensors") + " -o " + q(dir + "/out.png");
+  std::string args =
+      "generate " + model_args(*f) + " -p " + q(rj["prompts"][0]) + " -n " + q(rj["prompts"][1]) +
+      " --sampler euler --steps " + std::to_string(rj["steps"].get<int>()) + " --cfg-scale " +
+      std::to_string(rj["guidance_scale"].get<double>()) + " -W " +
+      std::to_string(rj["width"].get<int>()) + " -H " + std::to_string(rj["height"].get<int>()) +
+      " -s 7 --init-latents " + q(dir + "/init.safetensors") + " --save-latents " +
+      q(dir + "/out.safetensors") + " -o " + q(dir + "/out.png");
   ASSERT_EQ(diffuse(args, &out), 0) << out;
   auto got = io::load_safetensors(dir + "/out.safetensors");
   EXPECT_REL_NEAR(got.at("latents"), ref.at("pipe.euler.final_latents"), 1e-3);
@@ -137,16 +142,19 @@ TEST(Cli, GenerateBatchNumbersFilesAndSeeds) {
   std::string dir = test::temp_dir() + "/batch";
   std::filesystem::create_directories(dir);
   std::string out;
-  std::string size = " -W " + std::to_string(rj["width"].get<int>()) + " -H " + std::to_string(rj["height"].get<int>());
-  ASSERT_EQ(diffuse("generate " + model_args(*f) + " -p cat --steps 2 -q -s 100 --batch-size 2 --batch-count 2" +
-                        size + " -o " + q(dir + "/img.png"),
+  std::string size = " -W " + std::to_string(rj["width"].get<int>()) + " -H " +
+                     std::to_string(rj["height"].get<int>());
+  ASSERT_EQ(diffuse("generate " + model_args(*f) +
+                        " -p cat --steps 2 -q -s 100 --batch-size 2 --batch-count 2" + size +
+                        " -o " + q(dir + "/img.png"),
                     &out),
             0)
       << out;
   for (int i = 1; i <= 4; ++i) {
     std::string p = dir + "/img-" + std::to_string(i) + ".png";
     ASSERT_TRUE(std::filesystem::exists(p)) << p;
-    EXPECT_NE(io::read_png_text(p)["parameters"].find("Seed: " + std::to_string(99 + i)), std::string::npos);
+    EXPECT_NE(io::read_png_text(p)["parameters"].find("Seed: " + std::to_string(99 + i)),
+              std::string::npos);
   }
   // Image 2 alone from its own seed is the same image.
   ASSERT_EQ(diffuse("generate " + model_args(*f) + " -p cat --steps 2 -q -s 101" + size + " -o " +
@@ -154,6 +162,36 @@ TEST(Cli, GenerateBatchNumbersFilesAndSeeds) {
                     &out),
             0);
   EXPECT_EQ(io::load_image(dir + "/alone.png").pixels, io::load_image(dir + "/img-2.png").pixels);
+}
+
+// Without -m, generate uses $DIFFUSE_MODEL (else the shipped model); the default size is the
+// UNet config's sample_size times the VAE's downsampling, as in diffusers' pipelines.
+TEST(Cli, DefaultModelAndItsOwnSize) {
+  const test::ModelForm* f = sd_form();
+  if (!f) GTEST_SKIP() << "no diffusers model in the reference";
+  const std::string dir = test::temp_dir() + "/default_model";
+  std::filesystem::create_directories(dir);
+  std::string out;
+  ASSERT_EQ(
+      diffuse("generate " + model_args(*f) + " -p cat --steps 2 -q -s 7 -o " + q(dir + "/m.png"),
+              &out),
+      0)
+      << out;
+  ASSERT_EQ(test::run_command("DIFFUSE_MODEL=" + q(f->path) + " " + q(test::cli_path()) +
+                                  " generate -p cat --steps 2 -q -s 7 -o " + q(dir + "/env.png") +
+                                  " 2>&1",
+                              &out),
+            0)
+      << out;
+  const io::Image m = io::load_image(dir + "/m.png"), env = io::load_image(dir + "/env.png");
+  EXPECT_EQ(m.pixels, env.pixels);
+  std::ifstream unet(f->path + "/unet/config.json"), vae(f->path + "/vae/config.json");
+  const auto uc = nlohmann::json::parse(unet), vc = nlohmann::json::parse(vae);
+  const int side = uc["sample_size"].get<int>() << (vc["block_out_channels"].size() - 1);
+  EXPECT_EQ(m.width, side);
+  EXPECT_EQ(m.height, side);
+  EXPECT_NE(io::read_png_text(dir + "/env.png")["parameters"].find("Size: " + std::to_string(side)),
+            std::string::npos);
 }
 
 TEST(Cli, ErrorsAreOneClearLine) {
