@@ -24,6 +24,8 @@ namespace fs = std::filesystem;
 struct UNetArgs {
   TrainArgs t;
   std::string model, config, model_config;
+  // A model from parts (no -m, or an -m without unet/): train_unet --vae, --text-encoder...
+  std::string vae, text_encoder, tokenizer, scheduler_config;
   std::string save_dtype;  // "": each tensor's own (trained: f32)
   std::string prediction_type;
   float min_snr_gamma = 0, noise_offset = 0;
@@ -179,8 +181,47 @@ class UNetTask final : public train::TrainTask {
   std::vector<Tensor> text_;
 };
 
+// -m, or the pipeline assembled from parts: --vae, --text-encoder, --tokenizer,
+// --scheduler-config, each defaulting to the folder of an -m that has no unet/.
+std::unique_ptr<pipeline::ModelBundle> open_training_model(const UNetArgs& a) {
+  const bool base =
+      !a.model.empty() && fs::is_directory(a.model) && !fs::exists(fs::path(a.model) / "unet");
+  const bool parts = !a.vae.empty() || !a.text_encoder.empty() || !a.tokenizer.empty() ||
+                     !a.scheduler_config.empty();
+  if (!base && !parts) {
+    DF_CHECK(!a.model.empty(),
+             "give the model: -m MODEL, or --config with --vae and "
+             "--text-encoder (a UNet trained from scratch on separate parts)");
+    return open_model(a.model, a.model_config);
+  }
+  DF_CHECK(!a.config.empty(), base ? a.model + " has no unet/: " : "",
+           "a UNet trained on separate parts is new: give its --config");
+  DF_CHECK(a.model.empty() || base,
+           "--vae, --text-encoder, --tokenizer and --scheduler-config "
+           "assemble a model from parts: give them without -m, or with an -m that has no unet/ "
+           "(",
+           a.model, " has one)");
+  auto from_base = [&](const std::string& given, const char* rel) {
+    if (!given.empty() || !base) return given;
+    const fs::path p = fs::path(a.model) / rel;
+    return fs::exists(p) ? p.string() : std::string();
+  };
+  pipeline::ModelParts p;
+  p.unet_config = read_unet_config(a.config);
+  p.vae = from_base(a.vae, "vae");
+  p.text_encoder = from_base(a.text_encoder, "text_encoder");
+  p.tokenizer = from_base(a.tokenizer, "tokenizer");
+  p.scheduler_config = from_base(a.scheduler_config, "scheduler/scheduler_config.json");
+  DF_CHECK(!p.vae.empty(), "give the VAE: --vae DIR (a diffusers AutoencoderKL folder)");
+  DF_CHECK(!p.text_encoder.empty(),
+           "give the text encoder: --text-encoder DIR (a transformers CLIPTextModel folder)");
+  pipeline::BundleOptions opt;
+  opt.data_dir = data_dir();
+  return pipeline::ModelBundle::from_parts(p, opt);
+}
+
 int run_train_unet(UNetArgs& a) {
-  auto model = open_model(a.model, a.model_config);
+  auto model = open_training_model(a);
   if (a.t.resolution <= 0) {
     const nlohmann::json& c = model->files.unet_config;
     const int64_t sample =
@@ -217,20 +258,35 @@ namespace {
 std::shared_ptr<UNetArgs> add_unet_options(CLI::App& sub, bool lora) {
   auto a = std::make_shared<UNetArgs>();
   a->lora = lora;
-  sub.add_option("-m,--model", a->model,
-                 lora ? "The model the LoRA is trained on (a diffusers folder or a single "
-                        ".safetensors/.ckpt); all of it stays frozen"
-                      : "The model to fine-tune (a diffusers folder or a single "
-                        ".safetensors/.ckpt); its VAE and text encoder are frozen, encode the data "
-                        "and go into each checkpoint")
-      ->required();
+  CLI::Option* m = sub.add_option(
+      "-m,--model", a->model,
+      lora ? "The model the LoRA is trained on (a diffusers folder or a single "
+             ".safetensors/.ckpt); all of it stays frozen"
+           : "The model to fine-tune (a diffusers folder or a single "
+             ".safetensors/.ckpt); its VAE and text encoder are frozen, encode the data "
+             "and go into each checkpoint. With --config, a folder without unet/ gives "
+             "the parts (vae/, text_encoder/, tokenizer/, scheduler/)");
+  if (lora) m->required();
   sub.add_option("--model-config", a->model_config,
                  "For a single-file -m whose head counts differ from the published models': a "
                  "diffusers folder of the same model (as generate's --config)");
-  if (!lora)
+  if (!lora) {
     sub.add_option("--config", a->config,
                    "Train a new UNet from scratch: a diffusers UNet config.json (or a folder "
-                   "with one), used with -m's VAE and text encoder");
+                   "with one), used with -m's VAE and text encoder, or with --vae and "
+                   "--text-encoder");
+    sub.add_option("--vae", a->vae,
+                   "With --config and no -m: the frozen VAE, a diffusers AutoencoderKL folder "
+                   "(e.g. a `train vae` checkpoint's vae/)");
+    sub.add_option("--text-encoder", a->text_encoder,
+                   "With --config and no -m: the frozen text encoder, a transformers "
+                   "CLIPTextModel folder (e.g. a `train clip` checkpoint's text_encoder/)");
+    sub.add_option("--tokenizer", a->tokenizer,
+                   "With --vae: a tokenizer folder (default: the published CLIP tokenizer)");
+    sub.add_option("--scheduler-config", a->scheduler_config,
+                   "With --vae: a diffusers scheduler_config.json (default: Stable Diffusion's "
+                   "published scheduler)");
+  }
   add_train_options(sub, a->t);
   sub.add_option("--prediction-type", a->prediction_type,
                  "What the UNet learns to predict: epsilon, v_prediction or sample (default: the "
@@ -278,6 +334,8 @@ void setup_train_unet(CLI::App& sub, std::function<int()>& action) {
       "      --batch-size 4 --grad-accum 4 --lr 1e-5 --steps 2000 --save-every 500 --ema\n"
       "  (after a stop: the same command with --resume continues from the newest checkpoint)\n"
       "  diffuse generate -m out/checkpoint-2000 -p \"a caption\"\n"
+      "  diffuse train unet --config unet-config.json --vae vae-out/checkpoint-800/vae \\\n"
+      "      --text-encoder clip-out/checkpoint-900/text_encoder --data photos/ -o out ...\n"
       "Each checkpoint-STEP/ is a complete diffusers pipeline folder (the trained UNet, the\n"
       "frozen VAE, text encoder, tokenizer and scheduler), the same model as one LDM-layout\n"
       "model.safetensors (for AUTOMATIC1111, ComfyUI...), and training_state.safetensors.\n"

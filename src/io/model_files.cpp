@@ -112,47 +112,15 @@ ModelFiles open_diffusers_folder(const fs::path& dir) {
   m.model_index = read_json(index_file);
   DF_CHECK(m.model_index.is_object(), index_file.string(), ": not a JSON object");
 
-  struct Part {
-    const char* name;
-    TensorMap* tensors;
-    json* config;
-  };
-  const Part parts[] = {{"unet", &m.unet, &m.unet_config},
-                        {"vae", &m.vae, &m.vae_config},
-                        {"text_encoder", &m.text_encoder, &m.text_encoder_config}};
-  for (const Part& part : parts) {
-    const fs::path sub = dir / part.name;
+  for (const char* part : {"unet", "vae", "text_encoder"}) {
+    const fs::path sub = dir / part;
     if (!fs::is_directory(sub)) {
-      DF_CHECK(!index_lists(m.model_index, part.name) && std::string(part.name) != "unet",
-               dir.string(), ": the ", part.name, " folder is missing");
+      DF_CHECK(!index_lists(m.model_index, part) && std::string(part) != "unet", dir.string(),
+               ": the ", part, " folder is missing");
       continue;
     }
-    const fs::path config = sub / "config.json";
-    DF_CHECK(fs::is_regular_file(config), sub.string(), ": config.json is missing");
-    *part.config = read_json(config);
-    *part.tensors = load_component_weights(sub);
+    read_component_folder(sub.string(), part, m);
   }
-
-  // Older transformers kept the position ids buffer; older diffusers named the VAE attention
-  // query/key/value/proj_attn with linear or 1x1-convolution weights.
-  for (auto it = m.text_encoder.begin(); it != m.text_encoder.end();) {
-    if (it->first.ends_with("embeddings.position_ids")) {
-      m.ignored.push_back("text_encoder/" + it->first);
-      it = m.text_encoder.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  TensorMap vae;
-  for (const auto& [name, t] : m.vae) {
-    const std::string modern = modern_vae_name(name);
-    const bool attention = modern.find(".mid_block.attentions.") != std::string::npos &&
-                           modern.ends_with(".weight") &&
-                           modern.find("group_norm") == std::string::npos;
-    TensorMapping conv_to_linear{name, Component::Vae, modern, TensorOp::Conv1x1ToLinear};
-    vae[modern] = attention && t.dim() == 4 ? apply_mapping(conv_to_linear, t) : t;
-  }
-  m.vae = std::move(vae);
 
   m.scheduler_config = read_json_if_present(dir / "scheduler" / "scheduler_config.json");
   read_tokenizer_folder((dir / "tokenizer").string(), m);
@@ -183,6 +151,49 @@ ModelFiles open_single_file(const std::string& path) {
 }
 
 }  // namespace
+
+void read_component_folder(const std::string& dir, const std::string& component, ModelFiles& m) {
+  TensorMap* tensors = component == "unet"           ? &m.unet
+                       : component == "vae"          ? &m.vae
+                       : component == "text_encoder" ? &m.text_encoder
+                                                     : nullptr;
+  json* config = component == "unet"  ? &m.unet_config
+                 : component == "vae" ? &m.vae_config
+                                      : &m.text_encoder_config;
+  DF_CHECK(tensors, "unknown model component '", component,
+           "' (expected unet, vae or text_encoder)");
+  const fs::path sub(dir);
+  DF_CHECK(fs::is_directory(sub), component, " folder ", dir, " does not exist");
+  const fs::path config_file = sub / "config.json";
+  DF_CHECK(fs::is_regular_file(config_file), sub.string(), ": config.json is missing");
+  *config = read_json(config_file);
+  *tensors = load_component_weights(sub);
+
+  // Older transformers kept the position ids buffer; older diffusers named the VAE attention
+  // query/key/value/proj_attn with linear or 1x1-convolution weights.
+  if (component == "text_encoder") {
+    for (auto it = m.text_encoder.begin(); it != m.text_encoder.end();) {
+      if (it->first.ends_with("embeddings.position_ids")) {
+        m.ignored.push_back("text_encoder/" + it->first);
+        it = m.text_encoder.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (component == "vae") {
+    TensorMap vae;
+    for (const auto& [name, t] : m.vae) {
+      const std::string modern = modern_vae_name(name);
+      const bool attention = modern.find(".mid_block.attentions.") != std::string::npos &&
+                             modern.ends_with(".weight") &&
+                             modern.find("group_norm") == std::string::npos;
+      TensorMapping conv_to_linear{name, Component::Vae, modern, TensorOp::Conv1x1ToLinear};
+      vae[modern] = attention && t.dim() == 4 ? apply_mapping(conv_to_linear, t) : t;
+    }
+    m.vae = std::move(vae);
+  }
+}
 
 void read_tokenizer_folder(const std::string& dir, ModelFiles& m) {
   const fs::path tok(dir);

@@ -40,6 +40,11 @@ struct ModelFiles {
 // path when it is neither, or when the tensors are not a Stable Diffusion checkpoint.
 ModelFiles open_model(const std::string& path);
 
+// Reads one component folder (config.json + weights) into `m`'s tensors and config of
+// `component` ("unet", "vae" or "text_encoder"), as open_model does for a diffusers folder's
+// unet/, vae/ and text_encoder/ (the same name clean-ups).
+void read_component_folder(const std::string& dir, const std::string& component, ModelFiles& m);
+
 // Reads a tokenizer folder's vocab.json, merges.txt and pad token into `m` (fields of absent
 // files are left empty), as open_model does for a diffusers folder's tokenizer/.
 void read_tokenizer_folder(const std::string& dir, ModelFiles& m);

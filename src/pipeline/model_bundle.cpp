@@ -78,12 +78,37 @@ Precision resolve_precision(Precision p) {
 }
 
 std::unique_ptr<ModelBundle> ModelBundle::open(const std::string& path, const BundleOptions& opt) {
+  return from_files(io::open_model(path), opt);
+}
+
+std::unique_ptr<ModelBundle> ModelBundle::from_parts(const ModelParts& parts,
+                                                     const BundleOptions& opt) {
+  DF_CHECK(parts.unet_config.is_object(), "a model from parts needs the UNet's config");
+  io::ModelFiles f;
+  f.path = "parts (VAE " + parts.vae + ", text encoder " + parts.text_encoder + ")";
+  f.layout = io::ModelLayout::DiffusersFolder;
+  f.unet_config = parts.unet_config;
+  io::read_component_folder(parts.vae, "vae", f);
+  io::read_component_folder(parts.text_encoder, "text_encoder", f);
+  if (!parts.tokenizer.empty()) {
+    DF_CHECK(fs::is_directory(parts.tokenizer), "tokenizer folder ", parts.tokenizer,
+             " does not exist");
+    io::read_tokenizer_folder(parts.tokenizer, f);
+  }
+  if (!parts.scheduler_config.empty()) f.scheduler_config = read_json(parts.scheduler_config);
+  auto b = from_files(std::move(f), opt);
+  b->tokenizer_dir_ = parts.tokenizer;
+  return b;
+}
+
+std::unique_ptr<ModelBundle> ModelBundle::from_files(io::ModelFiles files,
+                                                     const BundleOptions& opt) {
   auto b = std::make_unique<ModelBundle>();
   b->options_ = opt;
   b->precision_ = resolve_precision(opt.precision);
-  b->files = io::open_model(path);
+  b->files = std::move(files);
   const io::ModelFiles& f = b->files;
-  b->inpaint = unet_in_channels(f) == 9;
+  b->inpaint = !f.unet.empty() && unet_in_channels(f) == 9;
 
   // Text encoder config: the folder's own, a given config folder's, or the tensor shapes.
   nlohmann::json text_json = f.text_encoder_config;
@@ -115,9 +140,11 @@ std::unique_ptr<ModelBundle> ModelBundle::open(const std::string& path, const Bu
     b->unet_config = models::UNetConfig::infer(f.unet);
   } else {
     b->unet_config = models::UNetConfig::from_json(unet_json);
-    models::UNetConfig shapes = models::UNetConfig::infer_channels(f.unet);
-    b->unet_config.in_channels = shapes.in_channels;
-    b->unet_config.out_channels = shapes.out_channels;
+    if (!f.unet.empty()) {
+      models::UNetConfig shapes = models::UNetConfig::infer_channels(f.unet);
+      b->unet_config.in_channels = shapes.in_channels;
+      b->unet_config.out_channels = shapes.out_channels;
+    }
   }
   b->vae_config = vae_json.is_null() ? models::VaeConfig::infer(f.vae) : models::VaeConfig::from_json(vae_json);
   b->scheduler_config = sched;
@@ -130,7 +157,8 @@ std::unique_ptr<ModelBundle> ModelBundle::open(const std::string& path, const Bu
 const tokenizer::ClipTokenizer& ModelBundle::tokenizer() {
   if (!tokenizer_) {
     std::unique_ptr<tokenizer::ClipTokenizer> t;
-    const fs::path dir = fs::path(files.path) / "tokenizer";
+    const fs::path dir =
+        !tokenizer_dir_.empty() ? fs::path(tokenizer_dir_) : fs::path(files.path) / "tokenizer";
     if (files.layout == io::ModelLayout::DiffusersFolder && fs::is_directory(dir)) {
       // The folder's vocabulary (or the published one) with its pad token and length.
       t = std::make_unique<tokenizer::ClipTokenizer>(

@@ -37,9 +37,22 @@ struct BundleOptions {
   Precision precision = Precision::Fp32;
 };
 
+// A model assembled from separately made parts, without UNet weights: what a UNet is trained
+// from scratch in (`diffuse train unet --vae --text-encoder`).
+struct ModelParts {
+  nlohmann::json unet_config;    // the UNet's config.json (its weights are not there)
+  std::string vae;               // a diffusers AutoencoderKL folder
+  std::string text_encoder;      // a transformers CLIPTextModel folder
+  std::string tokenizer;         // a tokenizer folder; "": the published CLIP tokenizer
+  std::string scheduler_config;  // a scheduler_config.json; "": SD's published scheduler
+};
+
 class ModelBundle {
  public:
   static std::unique_ptr<ModelBundle> open(const std::string& path, const BundleOptions& opt = {});
+  // The parts' files, resolved as open() resolves a diffusers folder's (`files.unet` empty).
+  static std::unique_ptr<ModelBundle> from_parts(const ModelParts& parts,
+                                                 const BundleOptions& opt = {});
 
   Family family = Family::SD1;
   bool inpaint = false;  // UNet takes latents + mask + masked-image latents
@@ -77,7 +90,10 @@ class ModelBundle {
   const std::vector<models::LoraUse>& loras() const { return loras_; }
 
  private:
+  static std::unique_ptr<ModelBundle> from_files(io::ModelFiles files, const BundleOptions& opt);
+
   BundleOptions options_;
+  std::string tokenizer_dir_;  // from_parts' tokenizer folder
   Precision precision_ = Precision::Fp32;
   std::unique_ptr<tokenizer::ClipTokenizer> tokenizer_;
   std::unique_ptr<models::ClipTextModel> text_encoder_;

@@ -407,6 +407,78 @@ TEST(TrainCli, ClipCheckpointPartsGiveTheFullModelsEmbeddings) {
   EXPECT_LT(test::rel_error(half->forward(ids, pixels).logits_per_image, a.logits_per_image), 1e-2);
 }
 
+TEST(TrainCli, UNetFromScratchOnTrainedPartsIsAPipeline) {
+  DF_REQUIRE_REF(model, "sd1-tiny/diffusers");
+  const std::string dir = test::temp_dir() + "/parts", data = make_data();
+  std::string out;
+  // The parts: a VAE fine-tuned from the tiny model's, a CLIP trained from scratch (its text
+  // tower has the width of the tiny UNet's cross-attention).
+  ASSERT_EQ(test::run_command(test::cli_path() + " train vae -m " + model + " --data " + data +
+                                  " -o " + dir + "/vae --resolution 16 --steps 1 -t 1 -q 2>&1",
+                              &out),
+            0)
+      << out;
+  const int rc = test::run_command(test::cli_path() + " train clip --config " + tiny_clip_config() +
+                                       " --data " + data + " -o " + dir +
+                                       "/clip --batch-size 4 --steps 1 -t 1 -q 2>&1",
+                                   &out);
+  if (rc != 0 && out.find("fetch_data") != std::string::npos)
+    GTEST_SKIP() << "no CLIP vocabulary: " << out;
+  ASSERT_EQ(rc, 0) << out;
+  const std::string vae = dir + "/vae/checkpoint-1/vae",
+                    text = dir + "/clip/checkpoint-1/text_encoder";
+  const std::string common = " --config " + model + "/unet --data " + data +
+                             " --resolution 64 --steps 2 --cache-text-embeddings -t 1 -q";
+  ASSERT_EQ(test::run_command(test::cli_path() + " train unet --vae " + vae + " --text-encoder " +
+                                  text + common + " -o " + dir + "/unet 2>&1",
+                              &out),
+            0)
+      << out;
+  const std::string ck = dir + "/unet/checkpoint-2";
+  const auto f = io::open_model(ck);
+  EXPECT_EQ(f.layout, io::ModelLayout::DiffusersFolder);
+  for (const char* p : {"/model_index.json", "/scheduler/scheduler_config.json",
+                        "/tokenizer/special_tokens_map.json", "/model.safetensors"})
+    EXPECT_TRUE(fs::exists(ck + p)) << p;
+  io::ModelFiles parts;
+  io::read_component_folder(vae, "vae", parts);
+  io::read_component_folder(text, "text_encoder", parts);
+  expect_same_tensors(f.vae, parts.vae, "vae");
+  expect_same_tensors(f.text_encoder, parts.text_encoder, "text encoder");
+  EXPECT_EQ(f.vae_config.at("scaling_factor"), parts.vae_config.at("scaling_factor"));
+  EXPECT_EQ(f.text_encoder_config.at("max_position_embeddings"), 16);
+  EXPECT_EQ(f.scheduler_config.at("beta_schedule"), "scaled_linear");  // SD's published one
+  ASSERT_EQ(test::run_command(test::cli_path() + " generate -m " + ck +
+                                  " -p \"a picture\" -W 64 -H 64 --steps 2 -s 1 -t 1 -q -o " + dir +
+                                  "/g.png 2>&1",
+                              &out),
+            0)
+      << out;
+  EXPECT_EQ(io::load_image(dir + "/g.png").width, 64);
+
+  // -m BASE without unet/ gives the same parts: the same run.
+  fs::create_directories(dir + "/base");
+  fs::create_directory_symlink(fs::absolute(vae), dir + "/base/vae");
+  fs::create_directory_symlink(fs::absolute(text), dir + "/base/text_encoder");
+  ASSERT_EQ(test::run_command(test::cli_path() + " train unet -m " + dir + "/base" + common +
+                                  " -o " + dir + "/unet-base 2>&1",
+                              &out),
+            0)
+      << out;
+  EXPECT_EQ(log_rows(dir + "/unet/log.csv"), log_rows(dir + "/unet-base/log.csv"));
+  // Without a UNet config, or with only one part: clear errors.
+  EXPECT_NE(test::run_command(test::cli_path() + " train unet -m " + dir + "/base --data " + data +
+                                  " -o " + dir + "/x --steps 1 2>&1",
+                              &out),
+            0);
+  EXPECT_NE(out.find("--config"), std::string::npos) << out;
+  EXPECT_NE(test::run_command(test::cli_path() + " train unet --vae " + vae + " --config " + model +
+                                  "/unet --data " + data + " -o " + dir + "/x --steps 1 2>&1",
+                              &out),
+            0);
+  EXPECT_NE(out.find("--text-encoder"), std::string::npos) << out;
+}
+
 TEST(TrainCli, BadDataIsAClearError) {
   const std::string d = test::temp_dir() + "/bad-data";
   fs::create_directories(d);
