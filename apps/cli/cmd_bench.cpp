@@ -1,10 +1,13 @@
 // diffuse bench: times the stages of a generation (UNet step with CFG, VAE decode and encode,
 // text encoding) at one or more sizes, with the process's peak memory.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -12,10 +15,10 @@
 #include <sstream>
 
 #include "apps/cli/command.h"
-#include "core/sysinfo.h"
 #include "apps/cli/common.h"
 #include "core/allocator.h"
 #include "core/parallel.h"
+#include "core/sysinfo.h"
 #include "ops/ops.h"
 #include "ops/profile.h"
 
@@ -43,11 +46,45 @@ struct Timing {
   double wall_s = 0, cpu_s = 0;  // medians: wall time, and CPU time of all threads
 };
 
+// The process's current resident memory in MiB: {total, anonymous, file-backed}, from
+// /proc/self/status ({-1, -1, -1} where it is unavailable).
+std::array<double, 3> rss_now_mib() {
+  std::array<double, 3> r{-1, -1, -1};
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const char* keys[3] = {"VmRSS:", "RssAnon:", "RssFile:"};
+  while (std::getline(in, line))
+    for (int i = 0; i < 3; ++i)
+      if (line.rfind(keys[i], 0) == 0)
+        r[size_t(i)] = std::stod(line.substr(std::strlen(keys[i]))) / 1024;
+  return r;
+}
+
+// With --profile: where a stage's memory went (resident now, the process's peak, the caching
+// allocator's live, cached and peak bytes during the stage, and its misses in the timed runs).
+void print_memory(const char* stage, const HostMemoryStats& after_warmup) {
+  constexpr double kMiB = 1024.0 * 1024.0;
+  const auto rss = rss_now_mib();
+  const HostMemoryStats m = host_memory_stats();
+  std::ifstream maps("/proc/self/maps");
+  const long mappings = std::count(std::istreambuf_iterator<char>(maps), {}, '\n');
+  std::fprintf(stderr,
+               "-- %s memory: rss %.0f MiB (anon %.0f, file %.0f), peak rss %.0f MiB; allocator "
+               "live %.0f, cached %.0f, stage peak live+cached %.0f, process peak live %.0f MiB; "
+               "timed runs: %zu misses, %.0f MiB handed back, %.0f MiB fresh; %ld mappings\n",
+               stage, rss[0], rss[1], rss[2], peak_rss_mib(), m.live / kMiB, m.cached / kMiB,
+               m.peak_total / kMiB, m.peak_live / kMiB, m.misses - after_warmup.misses,
+               (m.evicted - after_warmup.evicted) / kMiB, (m.fresh - after_warmup.fresh) / kMiB,
+               mappings);
+}
+
 // One untimed warm-up call (primitive creation, weight packing), then the medians of `runs`.
 // With --profile, the op table of the timed runs goes to stderr under `stage`.
 Timing median_time(int runs, bool profile, const char* stage, const std::function<void()>& fn) {
   host_cache_clear();  // free blocks cached by the previous stage would not fit this one's sizes
+  if (profile) reset_host_peak_total();
   fn();
+  const HostMemoryStats after_warmup = host_memory_stats();
   std::vector<double> wall, cpu;
   if (profile) {
     ops::profile_reset();
@@ -63,6 +100,7 @@ Timing median_time(int runs, bool profile, const char* stage, const std::functio
   if (profile) {
     ops::set_profiling(false);
     std::fprintf(stderr, "-- %s (%d runs)\n%s", stage, runs, ops::profile_table().c_str());
+    print_memory(stage, after_warmup);
   }
   return {median(wall), median(cpu)};
 }

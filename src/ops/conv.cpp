@@ -31,7 +31,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride,
   }
   const Shape out_shape{x.shape()[0], cout, (hp - kh) / stride + 1, (wp - kw) / stride + 1};
   if (shape_numel(out_shape) == 0) return Tensor::empty(out_shape);
-  Tensor out = Tensor::empty(out_shape);
+  Tensor out;
   ProfileScope prof(profiling() ? str("conv2d ", kh, "x", kw) : std::string(),
                     2.0 * double(shape_numel(out_shape)) * double(w.numel() / cout));
   cpu::Conv2dParams p;
@@ -40,7 +40,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride,
   p.pad_bottom = pad_bottom;
   p.pad_left = pad_left;
   p.pad_right = pad_right;
-  auto st = cpu::conv2d(x.contiguous(), w.contiguous(), bias, p, out);
+  auto st = cpu::conv2d(x.contiguous(), w.contiguous(), bias, p, out_shape, out);
   DF_CHECK(st.empty(), "conv2d: ", st);
   return out;
 }

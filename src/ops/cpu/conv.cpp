@@ -94,15 +94,15 @@ memory reorder_in(const Reorder& r, const memory& user, const memory::desc& md, 
 }  // namespace
 
 Status conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
-              Tensor& out) {
+              const Shape& out_shape, Tensor& out) {
   try {
     const bool lowp = w.dtype() != DType::F32;
     DnnlKey key(x.shape().begin(), x.shape().end());
     key.insert(key.end(), w.shape().begin(), w.shape().end());
     key.insert(key.end(), {p.stride, p.pad_top, p.pad_bottom, p.pad_left, p.pad_right,
                            bias.defined() ? 1 : 0, lowp ? 1 : 0});
-    const ConvEntry e = conv_cache().get(
-        key, [&] { return make_entry(x, w, bias.defined(), p, out.shape(), lowp); });
+    const ConvEntry e =
+        conv_cache().get(key, [&] { return make_entry(x, w, bias.defined(), p, out_shape, lowp); });
 
     DnnlBuffer src_hold, wei_hold, dst_hold;
     memory src = reorder_in(e.src_in, dnnl_wrap(e.user_src, x.raw_data()), e.src, src_hold,
@@ -110,11 +110,13 @@ Status conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
     memory wei = lowp ? packed_weights(w, e.user_weights, e.weights, wei_hold)
                       : reorder_in(e.weights_in, dnnl_wrap(e.user_weights, w.raw_data()), e.weights,
                                    wei_hold, "conv2d.reorder_wei");
-    memory user_dst = dnnl_wrap(e.user_dst, out.raw_data());
-    memory dst = user_dst;
+    memory dst;
     if (e.dst_out.needed) {
       dst_hold = dnnl_buffer(e.dst);
       dst = dst_hold.mem;
+    } else {
+      out = Tensor::empty(out_shape);
+      dst = dnnl_wrap(e.user_dst, out.raw_data());
     }
     std::unordered_map<int, memory> args{
         {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
@@ -123,12 +125,13 @@ Status conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
       ProfileScope prof("conv2d.exec");
       dnnl_execute(e.prim, e.scratch, std::move(args));
     }
-    src_hold = DnnlBuffer();  // free the reordered input before the output's reorder
+    src_hold = DnnlBuffer();  // free the reordered input before the output is allocated
     wei_hold = DnnlBuffer();
     if (e.dst_out.needed) {
       ProfileScope prof("conv2d.reorder_out");
+      out = Tensor::empty(out_shape);
       dnnl_execute(e.dst_out.prim, e.dst_out.scratch,
-                   {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, user_dst}});
+                   {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, dnnl_wrap(e.user_dst, out.raw_data())}});
     }
   } catch (const dnnl::error& err) {
     return str("oneDNN conv2d failed (", err.what(), ") for x ", x.desc(), ", w ", w.desc());

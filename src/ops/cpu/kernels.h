@@ -70,8 +70,10 @@ struct Conv2dParams {
 };
 // x contiguous [B, Cin, H, W], w contiguous [Cout, Cin, kh, kw], bias [Cout] or undefined.
 // w f32: f32 convolution; w f16/bf16: bf16 convolution (weights packed once and cached).
+// out is allocated here as f32 `out_shape`; where the primitive writes another layout, only
+// after the primitive ran and its reordered input was freed (a lower peak).
 Status conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
-              Tensor& out);
+              const Shape& out_shape, Tensor& out);
 
 // ---- resampling and shape (cpu/upsample.cpp, cpu/cat.cpp) ----
 // x [B, C, H, W] (any strides) -> out [B, C, 2H, 2W]
