@@ -29,6 +29,7 @@ struct UNetArgs {
   std::string save_dtype;  // "": each tensor's own (trained: f32)
   std::string prediction_type;
   float min_snr_gamma = 0, noise_offset = 0;
+  float caption_dropout = 0;  // share of captions replaced by "" (classifier-free guidance)
   bool gradient_checkpointing = false, cache_latents = false, cache_text = false;
   int64_t clip_skip = 0;
   // diffuse train lora: adapters on the attention projections, the UNet frozen.
@@ -100,16 +101,21 @@ class UNetTask final : public train::TrainTask {
     for (size_t i = 0; i < b.indices.size(); ++i) {
       autograd::NoGradGuard no_grad;
       const models::LatentDistribution& d = latents(b.indices[i]);
-      // The sample's draws, in a fixed order: posterior noise, noise, timestep, offset.
+      // The sample's draws, in a fixed order: posterior noise, noise, timestep, offset, caption
+      // dropout (the last two only when used).
       sampling::TorchCpuGenerator g(b.seeds[i]);
       const Tensor post = g.randn(d.mean.shape());
       Tensor n = g.randn(d.mean.shape());
       t.push_back(int64_t(g.next_u32() % uint32_t(num_timesteps_)));
       if (a_.noise_offset != 0)
         n = train::offset_noise(n, g.randn({1, d.mean.size(1), 1, 1}), a_.noise_offset);
+      // diffusers' proportion_empty_prompts: the caption is dropped when u < p, u uniform in
+      // [0, 1) from 24 bits.
+      const bool drop =
+          a_.caption_dropout > 0 && float(g.next_u32() >> 8) * 0x1p-24f < a_.caption_dropout;
       x0.push_back(ops::scale(d.sample(post), model_.vae_config.scaling_factor));
       noise.push_back(n);
-      ctx.push_back(text(b.indices[i]));
+      ctx.push_back(drop ? empty_text() : text(b.indices[i]));
     }
     return trainer_->step(ops::cat(x0, 0), ops::cat(ctx, 0), ops::cat(noise, 0), t);
   }
@@ -162,11 +168,18 @@ class UNetTask final : public train::TrainTask {
   Tensor text(int64_t i) {
     Tensor& slot = text_[size_t(i)];
     if (slot.defined()) return slot;
-    const int64_t skip = a_.clip_skip > 0 ? a_.clip_skip : model_.default_clip_skip();
-    Tensor e = model_.encode_prompt(data_[i].caption, skip);
+    Tensor e = model_.encode_prompt(data_[i].caption, clip_skip());
     if (a_.cache_text) slot = e;
     return e;
   }
+
+  // The empty caption's encoding (a dropped caption's), computed once.
+  const Tensor& empty_text() {
+    if (!empty_text_.defined()) empty_text_ = model_.encode_prompt("", clip_skip());
+    return empty_text_;
+  }
+
+  int64_t clip_skip() const { return a_.clip_skip > 0 ? a_.clip_skip : model_.default_clip_skip(); }
 
   const UNetArgs& a_;
   pipeline::ModelBundle& model_;
@@ -179,6 +192,7 @@ class UNetTask final : public train::TrainTask {
   std::vector<models::LatentDistribution> latents_;
   models::LatentDistribution scratch_;
   std::vector<Tensor> text_;
+  Tensor empty_text_;
 };
 
 // -m, or the pipeline assembled from parts: --vae, --text-encoder, --tokenizer,
@@ -245,6 +259,7 @@ int run_train_unet(UNetArgs& a) {
   s["min_snr_gamma"] = a.min_snr_gamma;
   s["noise_offset"] = a.noise_offset;
   s["clip_skip"] = a.clip_skip;
+  if (a.caption_dropout > 0) s["caption_dropout"] = a.caption_dropout;  // older runs resume
   const train::RunOptions ro = run_options(a.t, s);
   UNetTask task(a, *model, data, train::total_steps(ro, data.size()));
   return run_task(task, data.size(), ro);
@@ -296,6 +311,12 @@ std::shared_ptr<UNetArgs> add_unet_options(CLI::App& sub, bool lora) {
       ->capture_default_str();
   sub.add_option("--noise-offset", a->noise_offset, "Offset noise (e.g. 0.05; 0: off)")
       ->capture_default_str();
+  sub.add_option("--caption-dropout", a->caption_dropout,
+                 "Share of captions replaced by the empty caption (each sample's own draw), "
+                 "which classifier-free guidance (--cfg-scale) needs in a model trained from "
+                 "scratch; e.g. 0.1 (diffusers' proportion_empty_prompts)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   sub.add_option("--clip-skip", a->clip_skip,
                  "Text encoder layer from the end (default: the model's)");
   sub.add_flag("--gradient-checkpointing", a->gradient_checkpointing,

@@ -479,6 +479,52 @@ TEST(TrainCli, UNetFromScratchOnTrainedPartsIsAPipeline) {
   EXPECT_NE(out.find("--text-encoder"), std::string::npos) << out;
 }
 
+TEST(TrainCli, CaptionDropout) {
+  DF_REQUIRE_REF(model, "sd1-tiny/diffusers");
+  const std::string dir = test::temp_dir() + "/dropout", data = make_data();
+  // The same images with empty captions.
+  fs::create_directories(dir + "/empty");
+  for (int k = 0; k < 4; ++k) {
+    const std::string name = "/img" + std::to_string(k);
+    fs::copy_file(data + name + ".png", dir + "/empty" + name + ".png");
+    std::ofstream(dir + "/empty" + name + ".txt");
+  }
+  auto run = [&](const std::string& d, const std::string& out_dir, const std::string& extra) {
+    std::string out;
+    const int rc = test::run_command(test::cli_path() + " train unet -m " + model + " --data " + d +
+                                         " -o " + dir + "/" + out_dir +
+                                         " --resolution 64 --batch-size 2 --lr 1e-3 --seed 5 -t "
+                                         "1 -q " +
+                                         extra + " 2>&1",
+                                     &out);
+    EXPECT_EQ(rc, 0) << out;
+    return log_rows(dir + "/" + out_dir + "/log.csv");
+  };
+  const auto plain = run(data, "plain", "--steps 3");
+  // p = 1: every caption is the empty one (the cached empty encoding is the same).
+  const auto all = run(data, "all", "--steps 3 --caption-dropout 1 --cache-text-embeddings");
+  EXPECT_EQ(all, run(dir + "/empty", "empty", "--steps 3"));
+  EXPECT_NE(all, plain);
+  // p = 0: unchanged.
+  EXPECT_EQ(run(data, "zero", "--steps 3 --caption-dropout 0"), plain);
+  // Some dropped: a resumed run continues the same curve.
+  const auto half = run(data, "half", "--steps 4 --caption-dropout 0.5 --cache-text-embeddings");
+  const std::vector<std::string> half3(half.begin(), half.begin() + 3);
+  EXPECT_NE(half3, plain);  // some captions dropped, not all
+  EXPECT_NE(half3, all);
+  run(data, "half-resumed", "--steps 2 --caption-dropout 0.5 --cache-text-embeddings");
+  EXPECT_EQ(run(data, "half-resumed",
+                "--steps 4 --caption-dropout 0.5 --cache-text-embeddings "
+                "--resume"),
+            half);
+  std::string out;
+  EXPECT_NE(test::run_command(test::cli_path() + " train unet -m " + model + " --data " + data +
+                                  " -o " + dir + "/x --steps 1 --caption-dropout 1.5 2>&1",
+                              &out),
+            0);
+  EXPECT_NE(out.find("caption-dropout"), std::string::npos) << out;
+}
+
 TEST(TrainCli, BadDataIsAClearError) {
   const std::string d = test::temp_dir() + "/bad-data";
   fs::create_directories(d);
