@@ -167,6 +167,24 @@ io::TensorMap trained_weights(const std::vector<nn::Module::ParamRef>& params,
   return t;
 }
 
+void with_trained_weights(const std::vector<nn::Module::ParamRef>& params,
+                          const train::Optimization& optim, const std::function<void()>& fn) {
+  const train::Ema* ema = optim.ema();
+  if (!ema) return fn();
+  const std::vector<Tensor*> slots = train::slots(params);
+  std::vector<Tensor> kept;
+  for (Tensor* p : slots) kept.push_back(p->clone());
+  ema->copy_to(slots);
+  struct Restore {
+    const std::vector<Tensor*>& slots;
+    const std::vector<Tensor>& kept;
+    ~Restore() {
+      for (size_t i = 0; i < kept.size(); ++i) slots[i]->copy_from(kept[i]);
+    }
+  } restore{slots, kept};
+  fn();
+}
+
 namespace {
 
 Command train_cmd(

@@ -1,6 +1,7 @@
 // diffuse train: the options every model's training shares, and one entry per model.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -54,6 +55,10 @@ void write_component(const std::string& dir, const nlohmann::json& config,
 // The trained weights as named tensors: the EMA shadow when kept, else the parameters.
 io::TensorMap trained_weights(const std::vector<nn::Module::ParamRef>& params,
                               const train::Optimization& optim);
+// Runs `fn` with the trained weights in the parameters: the EMA shadow swapped in when kept
+// (and the parameters restored afterwards, also when `fn` throws).
+void with_trained_weights(const std::vector<nn::Module::ParamRef>& params,
+                          const train::Optimization& optim, const std::function<void()>& fn);
 
 void setup_train_unet(CLI::App& sub, std::function<int()>& action);
 void setup_train_lora(CLI::App& sub, std::function<int()>& action);

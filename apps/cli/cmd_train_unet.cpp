@@ -137,17 +137,10 @@ class UNetTask final : public train::TrainTask {
  private:
   // The kohya file of the adapters (their EMA when kept: swapped in for the write).
   void save_lora(const std::string& path) {
-    const train::Ema* ema = trainer_->optimization().ema();
-    const std::vector<Tensor*> slots = train::slots(trainer_->params());
-    std::vector<Tensor> kept;
-    if (ema) {
-      for (Tensor* p : slots) kept.push_back(p->clone());
-      ema->copy_to(slots);
-    }
     io::Metadata meta;
     if (prediction_type() == "v_prediction") meta["ss_v_parameterization"] = "True";
-    lora_->save_kohya(path, meta);
-    for (size_t i = 0; i < kept.size(); ++i) slots[i]->copy_from(kept[i]);
+    with_trained_weights(trainer_->params(), trainer_->optimization(),
+                         [&] { lora_->save_kohya(path, meta); });
   }
 
   // The VAE posterior of sample i (kept when --cache-latents).

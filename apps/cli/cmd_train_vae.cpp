@@ -98,15 +98,10 @@ class VaeTask final : public train::TrainTask {
  private:
   // latent_scaling_factor of the weights saved (the EMA's when kept: swapped in meanwhile).
   float measure_scaling_factor() {
-    const train::Ema* ema = optim_->ema();
-    const std::vector<Tensor*> slots = train::slots(params_);
-    std::vector<Tensor> kept;
-    if (ema) {
-      for (Tensor* p : slots) kept.push_back(p->clone());
-      ema->copy_to(slots);
-    }
-    const float f = train::latent_scaling_factor(*vae_, data_, a_.t.resolution, a_.scaling_images);
-    for (size_t i = 0; i < kept.size(); ++i) slots[i]->copy_from(kept[i]);
+    float f = 0;
+    with_trained_weights(params_, *optim_, [&] {
+      f = train::latent_scaling_factor(*vae_, data_, a_.t.resolution, a_.scaling_images);
+    });
     return f;
   }
 
