@@ -191,8 +191,8 @@ class UNetTask final : public train::TrainTask {
 // -m, or the pipeline assembled from parts: --vae, --text-encoder, --tokenizer,
 // --scheduler-config, each defaulting to the folder of an -m that has no unet/.
 std::unique_ptr<pipeline::ModelBundle> open_training_model(const UNetArgs& a) {
-  const bool base =
-      !a.model.empty() && fs::is_directory(a.model) && !fs::exists(fs::path(a.model) / "unet");
+  const bool base = !a.lora && !a.model.empty() && fs::is_directory(a.model) &&
+                    !fs::exists(fs::path(a.model) / "unet");
   const bool parts = !a.vae.empty() || !a.text_encoder.empty() || !a.tokenizer.empty() ||
                      !a.scheduler_config.empty();
   if (!base && !parts) {
