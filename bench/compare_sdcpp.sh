@@ -57,7 +57,7 @@ if [[ -z $DIFFUSE ]]; then
   if command -v diffuse >/dev/null; then
     DIFFUSE=$(command -v diffuse)
   else
-    for d in "$ROOT"/build*/apps/cli/diffuse; do
+    for d in "$ROOT"/build*/diffuse; do
       [[ -x $d ]] && { DIFFUSE=$d; break; }
     done
   fi

@@ -8,7 +8,7 @@
 #
 # WORK_DIR (default emoji-work/) receives the data set, the checkpoints and the logs;
 # OUT_MODEL_DIR (default WORK_DIR/model) the finished model. Environment:
-#   DIFFUSE   the diffuse binary (default build/apps/cli/diffuse)
+#   DIFFUSE   the diffuse binary (default build/diffuse)
 #   THREADS   CPU threads per run (default 1: on a 2-core machine shared with other work one
 #             thread is several times faster than two; on an idle machine try 2)
 #   QUICK=1   a smoke test: a few steps of each stage instead of the full recipe
@@ -17,7 +17,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${1:-emoji-work}"
 OUT="${2:-$WORK/model}"
-DIFFUSE="${DIFFUSE:-$ROOT/build/apps/cli/diffuse}"
+DIFFUSE="${DIFFUSE:-$ROOT/build/diffuse}"
 THREADS="${THREADS:-1}"
 CFG="$ROOT/configs/emoji"
 mkdir -p "$WORK"
