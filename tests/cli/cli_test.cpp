@@ -15,39 +15,19 @@ using namespace diffuse;
 
 namespace {
 
-std::string q(const std::string& s) {
-  std::string r = "'";
-  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return r + "'";
-}
-
-// Runs `diffuse ARGS`; returns the exit code, stdout+stderr in *out.
-int diffuse(const std::string& args, std::string* out) {
-  out->clear();
-  return test::run_command(q(test::cli_path()) + " " + args + " 2>&1", out);
-}
-
-// The first non-quantized form of the first model with a diffusers folder, and its config.
-const test::ModelForm* sd_form() {
-  static std::vector<test::ModelForm> forms = test::all_model_forms();
-  for (auto& f : forms)
-    if (f.kind == "diffusers") return &f;
-  return nullptr;
-}
-
 std::string model_args(const test::ModelForm& f) {
-  std::string s = "-m " + q(f.path);
-  if (!f.config_dir.empty()) s += " --config " + q(f.config_dir);
+  std::string s = "-m " + test::shell_quote(f.path);
+  if (!f.config_dir.empty()) s += " --config " + test::shell_quote(f.config_dir);
   return s;
 }
 
 TEST(Cli, HelpForEveryCommand) {
   std::string out;
-  EXPECT_EQ(diffuse("--help", &out), 0);
+  EXPECT_EQ(test::run_diffuse("--help", &out), 0);
   for (const char* cmd : {"generate", "tokenize", "encode-prompt", "info"}) {
     EXPECT_NE(out.find(cmd), std::string::npos) << cmd;
     std::string sub;
-    EXPECT_EQ(diffuse(std::string(cmd) + " --help", &sub), 0) << cmd;
+    EXPECT_EQ(test::run_diffuse(std::string(cmd) + " --help", &sub), 0) << cmd;
     EXPECT_NE(sub.find("Usage"), std::string::npos) << sub;
   }
 }
@@ -58,28 +38,31 @@ TEST(Cli, TokenizeMatchesReferenceIds) {
     SCOPED_TRACE(f.path);
     auto ref = io::load_safetensors(f.dir + "/reference.safetensors");
     std::string out;
-    ASSERT_EQ(diffuse("tokenize " + model_args(f) + " " + q(f.reference_json["prompts"][0]), &out),
+    ASSERT_EQ(test::run_diffuse("tokenize " + model_args(f) + " " +
+                                    test::shell_quote(f.reference_json["prompts"][0]),
+                                &out),
               0)
         << out;
     auto ids = nlohmann::json::parse(out).get<std::vector<float>>();
     EXPECT_EQ(ids, ref.at("text.input_ids").select(0, 0).to_float_vector());
   }
   std::string out;
-  ASSERT_EQ(diffuse("tokenize --no-pad 'a cat'", &out), 0) << out;
+  ASSERT_EQ(test::run_diffuse("tokenize --no-pad 'a cat'", &out), 0) << out;
   auto ids = nlohmann::json::parse(out).get<std::vector<int64_t>>();
   EXPECT_EQ(ids.size(), 4u);  // BOS a cat EOS
 }
 
 TEST(Cli, EncodePromptMatchesReference) {
-  const test::ModelForm* f = sd_form();
+  const test::ModelForm* f = test::first_diffusers_form();
   if (!f) GTEST_SKIP() << "no diffusers model in the reference";
   auto ref = io::load_safetensors(f->dir + "/reference.safetensors");
   std::string path = test::temp_dir() + "/emb.safetensors", out;
-  ASSERT_EQ(
-      diffuse("encode-prompt " + model_args(*f) + " -p " + q(f->reference_json["prompts"][0]) +
-                  " -n " + q(f->reference_json["prompts"][1]) + " -o " + q(path),
-              &out),
-      0)
+  ASSERT_EQ(test::run_diffuse("encode-prompt " + model_args(*f) + " -p " +
+                                  test::shell_quote(f->reference_json["prompts"][0]) + " -n " +
+                                  test::shell_quote(f->reference_json["prompts"][1]) + " -o " +
+                                  test::shell_quote(path),
+                              &out),
+            0)
       << out;
   auto got = io::load_safetensors(path);
   EXPECT_REL_NEAR(got.at("prompt_embeds"), ref.at("pipe.prompt_embeds"), 1e-4);
@@ -91,7 +74,7 @@ TEST(Cli, InfoReportsFamilyAndCounts) {
     for (auto& f : test::model_forms(m)) {
       SCOPED_TRACE(f.path);
       std::string out;
-      ASSERT_EQ(diffuse("info --json " + model_args(f), &out), 0) << out;
+      ASSERT_EQ(test::run_diffuse("info --json " + model_args(f), &out), 0) << out;
       auto j = nlohmann::json::parse(out);
       std::string kind = f.reference_json.value("kind", "");
       std::string family = j["family"].get<std::string>();
@@ -107,7 +90,7 @@ TEST(Cli, InfoReportsFamilyAndCounts) {
 // --init-latents + --save-latents reproduce diffusers' run exactly, and the PNG carries the
 // parameters in A1111's format.
 TEST(Cli, GenerateReproducesReferenceRun) {
-  const test::ModelForm* f = sd_form();
+  const test::ModelForm* f = test::first_diffusers_form();
   if (!f) GTEST_SKIP() << "no diffusers model in the reference";
   auto ref = io::load_safetensors(f->dir + "/reference.safetensors");
   if (!ref.count("pipe.euler.final_latents")) GTEST_SKIP() << "no euler run in the reference";
@@ -116,13 +99,14 @@ TEST(Cli, GenerateReproducesReferenceRun) {
   io::save_safetensors(dir + "/init.safetensors", {{"x", ref.at("pipe.latents0")}});
   std::string out;
   std::string args =
-      "generate " + model_args(*f) + " -p " + q(rj["prompts"][0]) + " -n " + q(rj["prompts"][1]) +
-      " --sampler euler --steps " + std::to_string(rj["steps"].get<int>()) + " --cfg-scale " +
+      "generate " + model_args(*f) + " -p " + test::shell_quote(rj["prompts"][0]) + " -n " +
+      test::shell_quote(rj["prompts"][1]) + " --sampler euler --steps " +
+      std::to_string(rj["steps"].get<int>()) + " --cfg-scale " +
       std::to_string(rj["guidance_scale"].get<double>()) + " -W " +
       std::to_string(rj["width"].get<int>()) + " -H " + std::to_string(rj["height"].get<int>()) +
-      " -s 7 --init-latents " + q(dir + "/init.safetensors") + " --save-latents " +
-      q(dir + "/out.safetensors") + " -o " + q(dir + "/out.png");
-  ASSERT_EQ(diffuse(args, &out), 0) << out;
+      " -s 7 --init-latents " + test::shell_quote(dir + "/init.safetensors") + " --save-latents " +
+      test::shell_quote(dir + "/out.safetensors") + " -o " + test::shell_quote(dir + "/out.png");
+  ASSERT_EQ(test::run_diffuse(args, &out), 0) << out;
   auto got = io::load_safetensors(dir + "/out.safetensors");
   EXPECT_REL_NEAR(got.at("latents"), ref.at("pipe.euler.final_latents"), 1e-3);
   auto img = io::load_image(dir + "/out.png");
@@ -136,7 +120,7 @@ TEST(Cli, GenerateReproducesReferenceRun) {
 }
 
 TEST(Cli, GenerateBatchNumbersFilesAndSeeds) {
-  const test::ModelForm* f = sd_form();
+  const test::ModelForm* f = test::first_diffusers_form();
   if (!f) GTEST_SKIP() << "no diffusers model in the reference";
   const auto& rj = f->reference_json;
   std::string dir = test::temp_dir() + "/batch";
@@ -144,10 +128,10 @@ TEST(Cli, GenerateBatchNumbersFilesAndSeeds) {
   std::string out;
   std::string size = " -W " + std::to_string(rj["width"].get<int>()) + " -H " +
                      std::to_string(rj["height"].get<int>());
-  ASSERT_EQ(diffuse("generate " + model_args(*f) +
-                        " -p cat --steps 2 -q -s 100 --batch-size 2 --batch-count 2" + size +
-                        " -o " + q(dir + "/img.png"),
-                    &out),
+  ASSERT_EQ(test::run_diffuse("generate " + model_args(*f) +
+                                  " -p cat --steps 2 -q -s 100 --batch-size 2 --batch-count 2" +
+                                  size + " -o " + test::shell_quote(dir + "/img.png"),
+                              &out),
             0)
       << out;
   for (int i = 1; i <= 4; ++i) {
@@ -157,9 +141,9 @@ TEST(Cli, GenerateBatchNumbersFilesAndSeeds) {
               std::string::npos);
   }
   // Image 2 alone from its own seed is the same image.
-  ASSERT_EQ(diffuse("generate " + model_args(*f) + " -p cat --steps 2 -q -s 101" + size + " -o " +
-                        q(dir + "/alone.png"),
-                    &out),
+  ASSERT_EQ(test::run_diffuse("generate " + model_args(*f) + " -p cat --steps 2 -q -s 101" + size +
+                                  " -o " + test::shell_quote(dir + "/alone.png"),
+                              &out),
             0);
   EXPECT_EQ(io::load_image(dir + "/alone.png").pixels, io::load_image(dir + "/img-2.png").pixels);
 }
@@ -167,19 +151,20 @@ TEST(Cli, GenerateBatchNumbersFilesAndSeeds) {
 // Without -m, generate uses $DIFFUSE_MODEL (else the shipped model); the default size is the
 // UNet config's sample_size times the VAE's downsampling, as in diffusers' pipelines.
 TEST(Cli, DefaultModelAndItsOwnSize) {
-  const test::ModelForm* f = sd_form();
+  const test::ModelForm* f = test::first_diffusers_form();
   if (!f) GTEST_SKIP() << "no diffusers model in the reference";
   const std::string dir = test::temp_dir() + "/default_model";
   std::filesystem::create_directories(dir);
   std::string out;
-  ASSERT_EQ(
-      diffuse("generate " + model_args(*f) + " -p cat --steps 2 -q -s 7 -o " + q(dir + "/m.png"),
-              &out),
-      0)
+  ASSERT_EQ(test::run_diffuse("generate " + model_args(*f) + " -p cat --steps 2 -q -s 7 -o " +
+                                  test::shell_quote(dir + "/m.png"),
+                              &out),
+            0)
       << out;
-  ASSERT_EQ(test::run_command("DIFFUSE_MODEL=" + q(f->path) + " " + q(test::cli_path()) +
-                                  " generate -p cat --steps 2 -q -s 7 -o " + q(dir + "/env.png") +
-                                  " 2>&1",
+  ASSERT_EQ(test::run_command("DIFFUSE_MODEL=" + test::shell_quote(f->path) + " " +
+                                  test::shell_quote(test::cli_path()) +
+                                  " generate -p cat --steps 2 -q -s 7 -o " +
+                                  test::shell_quote(dir + "/env.png") + " 2>&1",
                               &out),
             0)
       << out;
@@ -195,7 +180,7 @@ TEST(Cli, DefaultModelAndItsOwnSize) {
 }
 
 TEST(Cli, ErrorsAreOneClearLine) {
-  const test::ModelForm* f = sd_form();
+  const test::ModelForm* f = test::first_diffusers_form();
   if (!f) GTEST_SKIP() << "no diffusers model in the reference";
   const std::string m = model_args(*f);
   const std::string dir = test::temp_dir();
@@ -211,22 +196,22 @@ TEST(Cli, ErrorsAreOneClearLine) {
       {"generate " + m + " -p x --sampler nope -W 128 -H 128", "unknown sampler"},
       {"generate " + m + " -p x -i /nonexistent/in.png", "/nonexistent/in.png"},
       {"generate " + m + " -p x -W 128 -H 128 --steps 0", "steps"},
-      {"generate " + m + " -p x -W 16 -H 16 -i " + q(dir + "/small.png") + " --mask " +
-           q(f->dir + "/reference.json"),
+      {"generate " + m + " -p x -W 16 -H 16 -i " + test::shell_quote(dir + "/small.png") +
+           " --mask " + test::shell_quote(f->dir + "/reference.json"),
        "reference.json"},
       {"generate -m /nonexistent/model.safetensors -p x", "/nonexistent/model.safetensors"},
-      {"info -m " + q(dir + "/small.png"), "small.png"},
+      {"info -m " + test::shell_quote(dir + "/small.png"), "small.png"},
   };
   for (auto& c : cases) {
     std::string out;
-    EXPECT_NE(diffuse(c.args, &out), 0) << c.args;
+    EXPECT_NE(test::run_diffuse(c.args, &out), 0) << c.args;
     EXPECT_NE(out.find(c.expect), std::string::npos) << c.args << " -> " << out;
     EXPECT_EQ(out.find("terminate called"), std::string::npos) << out;
   }
 }
 
 TEST(Cli, MaskOfAnotherSizeIsRefused) {
-  const test::ModelForm* f = sd_form();
+  const test::ModelForm* f = test::first_diffusers_form();
   if (!f) GTEST_SKIP() << "no diffusers model in the reference";
   const auto& rj = f->reference_json;
   const int w = rj["width"].get<int>(), h = rj["height"].get<int>();
@@ -239,15 +224,18 @@ TEST(Cli, MaskOfAnotherSizeIsRefused) {
   io::save_png(dir + "/img.png", img);
   io::save_png(dir + "/mask.png", mask);
   std::string out;
-  EXPECT_NE(diffuse("generate " + model_args(*f) + " -p x -i " + q(dir + "/img.png") + " --mask " +
-                        q(dir + "/mask.png") + " -o " + q(dir + "/never.png"),
-                    &out),
+  EXPECT_NE(test::run_diffuse("generate " + model_args(*f) + " -p x -i " +
+                                  test::shell_quote(dir + "/img.png") + " --mask " +
+                                  test::shell_quote(dir + "/mask.png") + " -o " +
+                                  test::shell_quote(dir + "/never.png"),
+                              &out),
             0);
   EXPECT_NE(out.find("mask"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(dir + "/never.png"));
-  EXPECT_NE(diffuse("generate " + model_args(*f) + " -p x -i " + q(dir + "/img.png") +
-                        " --strength 1.5 -o " + q(dir + "/never.png"),
-                    &out),
+  EXPECT_NE(test::run_diffuse("generate " + model_args(*f) + " -p x -i " +
+                                  test::shell_quote(dir + "/img.png") + " --strength 1.5 -o " +
+                                  test::shell_quote(dir + "/never.png"),
+                              &out),
             0);
   EXPECT_NE(out.find("strength"), std::string::npos) << out;
 }

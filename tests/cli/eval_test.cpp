@@ -20,13 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const test::ModelForm* diffusers_form() {
-  static std::vector<test::ModelForm> forms = test::all_model_forms();
-  for (auto& f : forms)
-    if (f.kind == "diffusers") return &f;
-  return nullptr;
-}
-
 std::string last_line(const std::string& s) {
   std::string t = s;
   while (!t.empty() && t.back() == '\n') t.pop_back();
@@ -63,7 +56,7 @@ struct EvalFolders {
 
 EvalFolders make_folders(const std::string& name, int images) {
   EvalFolders s;
-  s.form = diffusers_form();
+  s.form = test::first_diffusers_form();
   const std::string dir = test::temp_dir() + "/" + name;
   s.clip = dir + "/clip";
   if (!s.form || !test::write_tiny_clip_folder(s.clip)) return {};

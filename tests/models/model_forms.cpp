@@ -67,6 +67,13 @@ std::vector<ModelForm> all_model_forms() {
   return out;
 }
 
+const ModelForm* first_diffusers_form() {
+  static const std::vector<ModelForm> forms = all_model_forms();
+  for (auto& f : forms)
+    if (f.kind == "diffusers") return &f;
+  return nullptr;
+}
+
 std::string form_test_name(const ModelForm& f) {
   std::string s = f.model + "_" + f.kind;
   for (auto& c : s)

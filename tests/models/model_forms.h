@@ -30,6 +30,8 @@ std::vector<std::string> reference_models();
 std::vector<ModelForm> model_forms(const std::string& model);
 // Every form of every model, and a gtest-safe name for one.
 std::vector<ModelForm> all_model_forms();
+// The first form that is a diffusers folder (the CLI and LoRA tests run on it); null when none.
+const ModelForm* first_diffusers_form();
 std::string form_test_name(const ModelForm& f);
 // fp32 paths match within 1e-4. GGUF files hold q8_0 weights: measured 0.7-1.7e-2 there.
 double form_tolerance(const ModelForm& f);

@@ -1,15 +1,14 @@
 // Runs the samplers the way the reference pipelines ran (reference/<model>/reference.json and
-// reference.safetensors) with any denoiser, and compares with the recorded latents. The UNet
-// tests plug a classifier-free-guided UNet in as the denoiser:
+// reference.safetensors) with any denoiser, recording every step for comparison with the
+// recorded latents (pipe.S.trajectory, pipe.S.final_latents):
 //
 //   auto m = test::load_reference_model("sd1-tiny");
 //   for (const auto& s : test::reference_samplers(m))
-//     test::expect_reference_trajectory(m, s, my_cfg_unet_denoiser);
-//   test::expect_reference_img2img(m, my_cfg_unet_denoiser);
+//     const auto run = test::run_reference_sampler(m, s, my_denoiser);
 //
-// The denoiser must return what the pipeline's UNet + CFG returned: for the reference runs,
-// uncond + guidance_scale * (cond - uncond) with pipe.negative_prompt_embeds / pipe.prompt_embeds
-// and reference.json's guidance_scale.
+// To reproduce the recorded latents the denoiser must return what the pipeline's UNet + CFG
+// returned: uncond + guidance_scale * (cond - uncond) with pipe.negative_prompt_embeds /
+// pipe.prompt_embeds and reference.json's guidance_scale.
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -47,15 +46,5 @@ struct TrajectoryRun {
 // reference.json:pipe_generator_seed, as in the reference pipeline.
 TrajectoryRun run_reference_sampler(const ReferenceModel& m, const std::string& sampler,
                                     const sampling::Denoiser& denoise);
-// Expects every step of pipe.S.trajectory and pipe.S.final_latents within `tol` (relative error).
-void expect_reference_trajectory(const ReferenceModel& m, const std::string& sampler,
-                                 const sampling::Denoiser& denoise, double tol = 1e-3);
-
-// img2img as the reference ran it (for each img2img.S.final_latents): the latents of vae.image
-// sampled from its posterior (vae.encode.mean / logvar) times vae_scaling_factor, then the added
-// noise, both from a CPU generator seeded with img2img.generator_seed; img2img.steps at
-// img2img.strength. Returns false (and checks nothing) when the model has no img2img reference.
-bool expect_reference_img2img(const ReferenceModel& m, const sampling::Denoiser& denoise,
-                              double tol = 1e-3);
 
 }  // namespace diffuse::test

@@ -12,7 +12,6 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <random>
 #include <string>
 
 #include "autograd/autograd.h"
@@ -23,6 +22,7 @@
 #include "train/diffusion.h"
 #include "train/distributed.h"
 #include "train/optim.h"
+#include "train_test_util.h"
 
 using namespace diffuse;
 
@@ -75,26 +75,6 @@ int fail(train::Communicator& w) {
   return 0;
 }
 
-models::UNetConfig small_config() {
-  models::UNetConfig c;
-  c.block_out_channels = {8, 16};
-  c.down_has_attention = {true, false};
-  c.up_has_attention = {false, true};
-  c.layers_per_block = 1;
-  c.heads = {2, 2};
-  c.cross_attention_dim = 8;
-  c.norm_num_groups = 4;
-  return c;
-}
-
-std::vector<float> normal(int64_t n, uint32_t seed, float scale) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
 // The seed of one sample's draws: a function of (run seed, step, global sample index) only, so
 // the draws do not depend on how the batch is split.
 uint64_t sample_seed(uint64_t seed, int64_t step, int64_t index) {
@@ -111,18 +91,16 @@ int train_run(train::Communicator& w, int64_t global_batch, const std::string& d
   constexpr int kSteps = 5, kC = 4, kHW = 8, kS = 5, kD = 8;
   const train::BatchShare share = train::batch_share(global_batch, w.rank(), w.size());
   const int64_t b = share.end - share.begin;
-  models::UNet2DConditionModel unet(small_config());
-  uint32_t k = 1;
-  for (auto& p : unet.named_parameters())
-    *p.tensor = Tensor::from_vector(normal(shape_numel(p.shape), ++k, 0.2f), p.shape);
+  models::UNet2DConditionModel unet(test::small_unet_config());
+  test::randomize_parameters(unet, 1);
   auto params = train::make_trainable(unet);
   const std::vector<Tensor*> slots = train::slots(params);
   train::AdamW opt(slots, {.lr = 3e-3f});
   const auto schedule = train::NoiseSchedule::stable_diffusion();
   // The dataset: global_batch fixed samples, the same on every process.
   const int64_t xn = kC * kHW * kHW, cn = kS * kD;
-  const std::vector<float> x_all = normal(global_batch * xn, 100, 1.f);
-  const std::vector<float> c_all = normal(global_batch * cn, 101, 1.f);
+  const std::vector<float> x_all = test::seeded_normal(global_batch * xn, 100, 1.f);
+  const std::vector<float> c_all = test::seeded_normal(global_batch * cn, 101, 1.f);
 
   std::ofstream loss_log;
   if (w.rank() == 0) loss_log.open(dir + "/loss.txt");

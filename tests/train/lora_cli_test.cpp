@@ -6,10 +6,10 @@
 #include <filesystem>
 
 #include "io/image.h"
-#include "lora_test_forms.h"
-#include "lora_test_util.h"
+#include "model_forms.h"
 #include "models/lora/lora_merge.h"
 #include "test_util.h"
+#include "train_test_util.h"
 
 using namespace diffuse;
 
@@ -40,7 +40,7 @@ models::LoraFile random_lora(pipeline::ModelBundle& m) {
 }  // namespace
 
 TEST(LoraCli, GenerateAppliesLoraFilesAndPromptTags) {
-  const test::ModelForm* form = test::lora_test_form();
+  const test::ModelForm* form = test::first_diffusers_form();
   if (!form) GTEST_SKIP() << "no diffusers model in the reference";
   auto bundle = test::open_form(*form);
   const std::string dir = test::temp_dir() + "/lora_cli", loras = dir + "/loras";
@@ -80,7 +80,7 @@ TEST(LoraCli, GenerateAppliesLoraFilesAndPromptTags) {
 }
 
 TEST(LoraCli, ErrorsNameTheProblem) {
-  const test::ModelForm* form = test::lora_test_form();
+  const test::ModelForm* form = test::first_diffusers_form();
   if (!form) GTEST_SKIP() << "no diffusers model in the reference";
   const std::string dir = test::temp_dir() + "/lora_errors";
   std::filesystem::create_directories(dir);

@@ -3,9 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "io/safetensors.h"
-#include "lora_test_util.h"
 #include "models/lora/lora_merge.h"
 #include "test_util.h"
+#include "train_test_util.h"
 
 using namespace diffuse;
 using models::LoraPart;
@@ -44,7 +44,7 @@ Tensor ones(const Shape& s, float v = 1) {
 }  // namespace
 
 TEST(LoraNames, ResolveDiffusersLdmAndTextEncoderNames) {
-  models::UNet2DConditionModel unet(test::lora_test_unet_config());
+  models::UNet2DConditionModel unet(test::small_unet_config());
   models::ClipTextModel te(small_clip());
   models::LoraNames n(&unet, &te);
   const std::pair<const char*, const char*> cases[] = {
@@ -138,7 +138,7 @@ TEST(LoraFile, ReadsStrictlyWithClearErrors) {
 }
 
 TEST(LoraMerger, RefusesFilesThatDoNotFitBeforeChangingAnything) {
-  models::UNet2DConditionModel unet(test::lora_test_unet_config());
+  models::UNet2DConditionModel unet(test::small_unet_config());
   for (auto& p : unet.named_parameters()) *p.tensor = Tensor::zeros(p.shape);
   models::LoraFile f;
   const std::string q = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q";

@@ -11,12 +11,12 @@
 #include "io/name_map_check.h"
 #include "io/name_map_ldm.h"
 #include "io/safetensors.h"
-#include "lora_test_forms.h"
-#include "lora_test_util.h"
+#include "model_forms.h"
 #include "models/lora/lora_merge.h"
 #include "test_util.h"
 #include "train/lora.h"
 #include "train/unet_trainer.h"
+#include "train_test_util.h"
 
 using namespace diffuse;
 using json = nlohmann::json;
@@ -133,7 +133,7 @@ TEST(LoraGolden, FullSizeNamesResolveInBothStyles) {
 }
 
 TEST(LoraGolden, TrainingOnTheTinyUnetLowersTheLoss) {
-  const test::ModelForm* form = test::lora_test_form();
+  const test::ModelForm* form = test::first_diffusers_form();
   if (!form) GTEST_SKIP() << "no diffusers model in the reference";
   auto bundle = test::open_form(*form);
   models::UNet2DConditionModel unet(bundle->unet_config);

@@ -8,25 +8,19 @@
 
 #include "autograd/functions.h"
 #include "io/safetensors.h"
-#include "lora_test_util.h"
 #include "models/lora/lora_merge.h"
 #include "test_util.h"
 #include "train/lora.h"
 #include "train/unet_trainer.h"
+#include "train_test_util.h"
 
 using namespace diffuse;
 namespace F = diffuse::autograd;
 
 namespace {
 
-using test::lora_test_unet;
-
-Tensor randn(const Shape& s, uint32_t seed, float scale = 1.f) {
-  return test::seeded_randn(s, seed, scale);
-}
-
 struct Inputs {
-  Tensor x = randn({2, 4, 8, 8}, 100), context = randn({2, 5, 8}, 101);
+  Tensor x = test::seeded_randn({2, 4, 8, 8}, 100), context = test::seeded_randn({2, 5, 8}, 101);
   std::vector<float> t{30, 600};
 };
 
@@ -39,7 +33,7 @@ Tensor run(const models::UNet2DConditionModel& unet, const Inputs& in) {
 void randomize_up(const train::LoraNetwork& net, uint32_t seed) {
   for (auto& p : net.params())
     if (p.name.ends_with(".lora_up.weight")) {
-      *p.tensor = randn(p.shape, ++seed, 0.3f);
+      *p.tensor = test::seeded_randn(p.shape, ++seed, 0.3f);
       F::set_requires_grad(*p.tensor);
     }
 }
@@ -59,7 +53,7 @@ bool same(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 TEST(Lora, ChoosesTheLayersAsked) {
-  auto unet = lora_test_unet(1);
+  auto unet = test::small_random_unet(1);
   train::LoraNetwork attn(*unet, {});
   // 4 transformers (down level 0, mid, 2 in up level 1) of one block each: attn1 and attn2,
   // 4 projections each
@@ -85,7 +79,7 @@ TEST(Lora, ChoosesTheLayersAsked) {
 }
 
 TEST(Lora, KohyaInitialisation) {
-  auto unet = lora_test_unet(1);
+  auto unet = test::small_random_unet(1);
   train::LoraOptions o;
   o.rank = 4;
   o.seed = 5;
@@ -112,7 +106,7 @@ TEST(Lora, KohyaInitialisation) {
 }
 
 TEST(Lora, AdaptersEqualMergedWeights) {
-  auto unet = lora_test_unet(2);
+  auto unet = test::small_random_unet(2);
   const Inputs in;
   const Tensor base = run(*unet, in);
   train::LoraNetwork net(*unet, all_layers());
@@ -162,7 +156,7 @@ TEST(Lora, AdaptersEqualMergedWeights) {
 }
 
 TEST(Lora, MergesIntoHalfPrecisionWeights) {
-  auto unet = lora_test_unet(3);
+  auto unet = test::small_random_unet(3);
   for (auto& p : unet->named_parameters())  // as the bf16 pipeline holds them
     if (p.tensor->dim() >= 2) *p.tensor = p.tensor->to(DType::BF16);
   const Inputs in;
@@ -184,11 +178,11 @@ TEST(Lora, MergesIntoHalfPrecisionWeights) {
 }
 
 TEST(Lora, GradientsReachOnlyTheAdapters) {
-  auto unet = lora_test_unet(4);
+  auto unet = test::small_random_unet(4);
   train::LoraNetwork net(*unet, all_layers());
   randomize_up(net, 30);
   const Inputs in;
-  const Tensor r = randn({2, 4, 8, 8}, 7);
+  const Tensor r = test::seeded_randn({2, 4, 8, 8}, 7);
   auto objective = [&] {  // sum(out * r), in double
     const auto y = run(*unet, in).to_float_vector(), rv = r.to_float_vector();
     double s = 0;
@@ -234,15 +228,15 @@ TEST(Lora, GradientsReachOnlyTheAdapters) {
 }
 
 TEST(Lora, TrainerTrainsOnlyTheNetwork) {
-  auto unet = lora_test_unet(5);
+  auto unet = test::small_random_unet(5);
   std::vector<Tensor> base;
   for (auto& p : unet->named_parameters()) base.push_back(p.tensor->clone());
   train::LoraNetwork net(*unet, all_layers());
   train::UNetTrainOptions o;
   o.adamw.lr = 5e-2f;
   train::UNetTrainer tr(*unet, train::NoiseSchedule::stable_diffusion(), o, net.params());
-  const Tensor x0 = randn({2, 4, 8, 8}, 200), ctx = randn({2, 5, 8}, 201),
-               noise = randn({2, 4, 8, 8}, 202);
+  const Tensor x0 = test::seeded_randn({2, 4, 8, 8}, 200), ctx = test::seeded_randn({2, 5, 8}, 201),
+               noise = test::seeded_randn({2, 4, 8, 8}, 202);
   std::vector<float> losses;
   for (int i = 0; i < 12; ++i) losses.push_back(tr.step(x0, ctx, noise, {100, 700}).loss);
   // A low-rank change of the attention layers of a random UNet fits the noise only in part.
@@ -257,7 +251,7 @@ TEST(Lora, TrainerTrainsOnlyTheNetwork) {
 }
 
 TEST(Lora, KohyaFileRoundTrip) {
-  auto unet = lora_test_unet(6);
+  auto unet = test::small_random_unet(6);
   train::LoraNetwork net(*unet, all_layers());
   randomize_up(net, 40);
   const std::string dir = test::temp_dir();

@@ -3,31 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 
 #include "autograd/functions.h"
 #include "models/clip/clip_vision_model.h"
 #include "train/losses.h"
 #include "train/optimization.h"
+#include "train_test_util.h"
 
 using namespace diffuse;
 namespace F = diffuse::autograd;
-
-namespace {
-
-Tensor randn(const Shape& s, uint32_t seed, float scale = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(size_t(shape_numel(s)));
-  for (float& x : v) x = d(rng);
-  return Tensor::from_vector(v, s);
-}
-
-void randomize(nn::Module& m, uint32_t seed) {
-  for (auto& p : m.named_parameters()) *p.tensor = randn(p.shape, ++seed, 0.2f);
-}
-
-}  // namespace
 
 class ModelTraining : public testing::TestWithParam<bool> {};  // bf16 autocast?
 
@@ -37,12 +21,12 @@ TEST_P(ModelTraining, VaeLearnsToReconstruct) {
   c.layers_per_block = 1;
   c.norm_num_groups = 4;
   models::AutoencoderKL vae(c);
-  randomize(vae, 10);
+  test::randomize_parameters(vae, 10);
   train::OptimizationOptions o;
   o.adamw.lr = 3e-3f;
   train::Optimization opt(train::slots(train::make_trainable(vae)), o);
-  const Tensor images = F::clamp(randn({2, 3, 16, 16}, 1, 0.5f), -1.f, 1.f);
-  const Tensor noise = randn({2, 4, 8, 8}, 2);
+  const Tensor images = F::clamp(test::seeded_randn({2, 3, 16, 16}, 1, 0.5f), -1.f, 1.f);
+  const Tensor noise = test::seeded_randn({2, 4, 8, 8}, 2);
   std::vector<float> losses;
   for (int i = 0; i < 25; ++i) {
     Tensor loss;
@@ -74,7 +58,7 @@ TEST_P(ModelTraining, ClipLearnsToMatchPairs) {
   c.vision.patch_size = 4;
   c.projection_dim = 8;
   models::ClipModel clip(c);
-  randomize(clip, 20);
+  test::randomize_parameters(clip, 20);
   clip.logit_scale = Tensor::full({}, 2.6592f);
   train::OptimizationOptions o;
   o.adamw.lr = 3e-3f;
@@ -84,7 +68,7 @@ TEST_P(ModelTraining, ClipLearnsToMatchPairs) {
                                        11, 49, 49, 49, 49, 49, 49, 49,  //
                                        4,  4,  8,  1,  49, 49, 49, 49},
                                       {4, 8});
-  const Tensor pixels = randn({4, 3, 8, 8}, 3);
+  const Tensor pixels = test::seeded_randn({4, 3, 8, 8}, 3);
   std::vector<float> losses;
   for (int i = 0; i < 80; ++i) {
     Tensor loss;

@@ -3,54 +3,27 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 
 #include "autograd/functions.h"
 #include "test_util.h"
 #include "train/unet_trainer.h"
+#include "train_test_util.h"
 
 using namespace diffuse;
 namespace F = diffuse::autograd;
 
 namespace {
 
-models::UNetConfig small_config() {
-  models::UNetConfig c;
-  c.block_out_channels = {8, 16};
-  c.down_has_attention = {true, false};
-  c.up_has_attention = {false, true};
-  c.layers_per_block = 1;
-  c.heads = {2, 2};
-  c.cross_attention_dim = 8;
-  c.norm_num_groups = 4;
-  return c;
-}
-
-Tensor randn(const Shape& s, uint32_t seed, float scale = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(size_t(shape_numel(s)));
-  for (float& x : v) x = d(rng);
-  return Tensor::from_vector(v, s);
-}
-
-std::unique_ptr<models::UNet2DConditionModel> random_unet(uint32_t seed) {
-  auto unet = std::make_unique<models::UNet2DConditionModel>(small_config());
-  uint32_t k = seed;
-  for (auto& p : unet->named_parameters()) *p.tensor = randn(p.shape, ++k, 0.2f);
-  return unet;
-}
-
 struct Batch {
-  Tensor x0 = randn({2, 4, 8, 8}, 100), context = randn({2, 5, 8}, 101);
-  Tensor noise = randn({2, 4, 8, 8}, 102);
+  Tensor x0 = test::seeded_randn({2, 4, 8, 8}, 100), context = test::seeded_randn({2, 5, 8}, 101);
+  Tensor noise = test::seeded_randn({2, 4, 8, 8}, 102);
   std::vector<int64_t> t{100, 700};
 };
 
 }  // namespace
 
 TEST(UNetTrainer, LearnsAFixedBatch) {
-  auto unet = random_unet(1);
+  auto unet = test::small_random_unet(1);
   train::UNetTrainOptions o;
   o.adamw.lr = 3e-3f;
   train::UNetTrainer tr(*unet, train::NoiseSchedule::stable_diffusion(), o);
@@ -69,7 +42,7 @@ TEST(UNetTrainer, SeededRunsRepeat) {
   Batch b;
   std::vector<float> runs[2];
   for (auto& losses : runs) {
-    auto unet = random_unet(2);
+    auto unet = test::small_random_unet(2);
     train::UNetTrainOptions o;
     o.seed = 7;
     train::UNetTrainer tr(*unet, train::NoiseSchedule::stable_diffusion(), o);
@@ -80,7 +53,7 @@ TEST(UNetTrainer, SeededRunsRepeat) {
 }
 
 TEST(UNetTrainer, AccumulationEmaAndSchedule) {
-  auto unet = random_unet(3);
+  auto unet = test::small_random_unet(3);
   train::UNetTrainOptions o;
   o.grad_accumulation = 2;
   o.lr_schedule = {"cosine", 2, 4};
@@ -108,7 +81,7 @@ TEST(UNetTrainer, AccumulationEmaAndSchedule) {
 }
 
 TEST(UNetTrainer, EveryOptionTogether) {
-  auto unet = random_unet(4);
+  auto unet = test::small_random_unet(4);
   train::UNetTrainOptions o;
   o.adamw.lr = 3e-3f;
   o.max_grad_norm = 0.5;
@@ -130,7 +103,7 @@ TEST(UNetTrainer, EveryOptionTogether) {
 }
 
 TEST(Autocast, Bf16ProductsWithF32Gradients) {
-  auto unet = random_unet(5);
+  auto unet = test::small_random_unet(5);
   Batch b;
   const std::vector<float> tf{100.f, 700.f};
   std::vector<Tensor> grads[2];
