@@ -18,10 +18,12 @@ std::string format_rate(double s) {
 
 Progress::Progress(std::string label, int64_t total, bool enabled)
     : label_(std::move(label)), total_(total), enabled_(enabled), tty_(isatty(STDERR_FILENO)) {
-  start_ = last_print_ = std::chrono::steady_clock::now();
+  start_ = std::chrono::steady_clock::now();
 }
 
-Progress::~Progress() { finish(); }
+Progress::~Progress() {
+  finish();
+}
 
 double Progress::elapsed_s() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -43,9 +45,12 @@ void Progress::update(int64_t done, const std::string& extra) {
     std::fprintf(stderr, "\r%s |%s| %s%s%s\x1b[K", label_.c_str(), bar.c_str(), tail,
                  extra.empty() ? "" : " ", extra.c_str());
     std::fflush(stderr);
-  } else {
+  } else if (!printed_ || done >= total_ || el - last_line_s_ >= kLineInterval) {
+    // A log gets the first line, the last, and one every kLineInterval seconds between.
     std::fprintf(stderr, "%s %s%s%s\n", label_.c_str(), tail, extra.empty() ? "" : " ",
                  extra.c_str());
+    printed_ = true;
+    last_line_s_ = el;
   }
   if (done >= total_) finish();
 }

@@ -1,5 +1,6 @@
 // Progress of long work on stderr: a bar with rate and ETA on a terminal, plain lines
-// otherwise (logs, pipes), and silence when disabled.
+// otherwise (logs, pipes: the first, the last and one every 5 seconds), and silence when
+// disabled.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -21,7 +22,11 @@ class Progress {
   std::string label_;
   int64_t total_;
   bool enabled_, tty_, finished_ = false;
-  std::chrono::steady_clock::time_point start_, last_print_;
+  std::chrono::steady_clock::time_point start_;
+  // Plain lines (not a terminal): whether one was written, and when (seconds since start).
+  static constexpr double kLineInterval = 5.0;
+  bool printed_ = false;
+  double last_line_s_ = 0;
 };
 
 // Seconds per step as "12.3s/it", or steps per second "4.56it/s" when faster than 1 it/s.
