@@ -57,16 +57,6 @@ models::LoraUse parse_lora_option(const std::string& arg) {
   return l;
 }
 
-// The default image side, as diffusers' pipelines: the UNet config's sample_size (latent pixels)
-// times the VAE's downsampling; without a config (single files), the family's published one.
-int64_t default_size(const pipeline::ModelBundle& m) {
-  const auto& c = m.files.unet_config;
-  if (c.is_object() && c.contains("sample_size") && c["sample_size"].is_number_integer() &&
-      c["sample_size"].get<int64_t>() > 0)
-    return c["sample_size"].get<int64_t>() << (m.vae_config.block_out_channels.size() - 1);
-  return m.family == pipeline::Family::SD2 && m.prediction_type == "v_prediction" ? 768 : 512;
-}
-
 int run_generate(GenerateArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
   auto& req = a.req;
@@ -75,7 +65,7 @@ int run_generate(GenerateArgs& a) {
   if (req.seed < 0) req.seed = int64_t(std::random_device{}() & 0x7fffffff);
   a.model = model_or_default(a.model);
   auto model = open_model(a.model, a.config);
-  const int64_t def = default_size(*model);
+  const int64_t def = model->default_image_size();
   req.width = a.width > 0 ? a.width : def;
   req.height = a.height > 0 ? a.height : def;
   if (!a.init_image.empty()) {

@@ -229,14 +229,7 @@ std::unique_ptr<pipeline::ModelBundle> open_training_model(const UNetArgs& a) {
 
 int run_train_unet(UNetArgs& a) {
   auto model = open_training_model(a);
-  if (a.t.resolution <= 0) {
-    const nlohmann::json& c = model->files.unet_config;
-    const int64_t sample =
-        c.is_object() && c.contains("sample_size") && c["sample_size"].is_number_integer()
-            ? c["sample_size"].get<int64_t>()
-            : 64;
-    a.t.resolution = sample * model->vae().scale_factor();
-  }
+  if (a.t.resolution <= 0) a.t.resolution = model->default_image_size();
   const int64_t multiple = model->vae().scale_factor()
                            << (model->unet_config.block_out_channels.size() - 1);
   DF_CHECK(a.t.resolution % multiple == 0, "--resolution ", a.t.resolution,

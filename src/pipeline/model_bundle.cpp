@@ -226,4 +226,12 @@ void ModelBundle::set_loras(const std::vector<models::LoraUse>& loras) {
   loras_ = loras;
 }
 
+int64_t ModelBundle::default_image_size() const {
+  const nlohmann::json& c = files.unet_config;
+  if (c.is_object() && c.contains("sample_size") && c["sample_size"].is_number_integer() &&
+      c["sample_size"].get<int64_t>() > 0)
+    return c["sample_size"].get<int64_t>() << (vae_config.block_out_channels.size() - 1);
+  return family == Family::SD2 && prediction_type == "v_prediction" ? 768 : 512;
+}
+
 }  // namespace diffuse::pipeline

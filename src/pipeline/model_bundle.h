@@ -77,6 +77,10 @@ class ModelBundle {
 
   // Published default clip skip (SD1: 1, SD2: 2, counted as A1111 does).
   int64_t default_clip_skip() const { return family == Family::SD2 ? 2 : 1; }
+  // Default image side in pixels, as diffusers' pipelines: the UNet config's sample_size (latent
+  // pixels) times the VAE's downsampling; without a config (single files), the family's
+  // published size (512, 768 for SD2 v-prediction).
+  int64_t default_image_size() const;
   // Token ids [1, 77] (padded with the model's pad token) and their encoding [1, 77, D].
   Tensor token_ids(const std::string& prompt);
   Tensor encode_prompt(const std::string& prompt, int64_t clip_skip);
