@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 namespace diffuse::test {
 
@@ -64,6 +66,12 @@ int run_command(const std::string& cmd, std::string* out) {
     if (out) out->append(buf.data(), n);
   int st = pclose(p);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int diffusers_default_side(const std::string& dir) {
+  std::ifstream unet(dir + "/unet/config.json"), vae(dir + "/vae/config.json");
+  const auto uc = nlohmann::json::parse(unet), vc = nlohmann::json::parse(vae);
+  return uc["sample_size"].get<int>() << (vc["block_out_channels"].size() - 1);
 }
 
 std::string shell_quote(const std::string& s) {

@@ -28,6 +28,9 @@ double rel_error(const Tensor& a, const Tensor& b);
 int run_command(const std::string& cmd, std::string* out = nullptr);
 // `s` single-quoted for the shell.
 std::string shell_quote(const std::string& s);
+// The image side `diffuse generate` defaults to for a diffusers folder, read from its configs:
+// unet/config.json's sample_size times the VAE's downsampling (2^(levels - 1)).
+int diffusers_default_side(const std::string& dir);
 // Runs `diffuse ARGS` (ARGS already quoted); returns its exit code, stdout+stderr in *out.
 int run_diffuse(const std::string& args, std::string* out);
 

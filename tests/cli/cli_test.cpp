@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "io/image.h"
@@ -170,9 +169,7 @@ TEST(Cli, DefaultModelAndItsOwnSize) {
       << out;
   const io::Image m = io::load_image(dir + "/m.png"), env = io::load_image(dir + "/env.png");
   EXPECT_EQ(m.pixels, env.pixels);
-  std::ifstream unet(f->path + "/unet/config.json"), vae(f->path + "/vae/config.json");
-  const auto uc = nlohmann::json::parse(unet), vc = nlohmann::json::parse(vae);
-  const int side = uc["sample_size"].get<int>() << (vc["block_out_channels"].size() - 1);
+  const int side = test::diffusers_default_side(f->path);
   EXPECT_EQ(m.width, side);
   EXPECT_EQ(m.height, side);
   EXPECT_NE(io::read_png_text(dir + "/env.png")["parameters"].find("Size: " + std::to_string(side)),

@@ -4,7 +4,6 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "io/image.h"
@@ -55,10 +54,7 @@ TEST(DefaultModel, GenerateWithoutAModelUsesIt) {
       << out;
   const io::Image a = io::load_image(dir + "/a.png"), b = io::load_image(dir + "/b.png");
   EXPECT_EQ(a.pixels, b.pixels);
-  std::ifstream unet(shipped_model() / "unet" / "config.json");
-  std::ifstream vae(shipped_model() / "vae" / "config.json");
-  const auto uc = nlohmann::json::parse(unet), vc = nlohmann::json::parse(vae);
-  const int side = uc["sample_size"].get<int>() << (vc["block_out_channels"].size() - 1);
+  const int side = test::diffusers_default_side(shipped_model().string());
   EXPECT_EQ(a.width, side);
   EXPECT_EQ(a.height, side);
   EXPECT_NE(io::read_png_text(dir + "/a.png")["parameters"].find("Model: emoji"),
