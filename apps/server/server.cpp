@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <sys/socket.h>
 #include <thread>
 #include <vector>
 
@@ -83,6 +84,7 @@ struct Server::Impl {
   std::mutex options_mu;
   RequestDefaults defaults;  // guarded by options_mu
   int bound_port = -1;
+  int listen_fd = -1;  // the listening socket, seen through httplib's socket-options hook
   std::thread thread;
   std::mutex stop_mu;
   bool stopped = false;
@@ -408,6 +410,10 @@ int Server::bind() {
   auto& im = *impl_;
   if (im.bound_port > 0) return im.bound_port;
   int port = im.opt.port;
+  im.http.set_socket_options([&im](int sock) {
+    httplib::default_socket_options(sock);
+    im.listen_fd = sock;
+  });
   if (port == 0) {
     port = im.http.bind_to_any_port(im.opt.host);
   } else if (!im.http.bind_to_port(im.opt.host, port)) {
@@ -415,6 +421,10 @@ int Server::bind() {
   }
   DF_CHECK(port > 0, "cannot listen on ", im.opt.host, ":", im.opt.port,
            " (in use, or not an address of this machine)");
+  // httplib listens with a backlog of 5: a burst of clients overflows it and the kernel drops
+  // their handshakes, which clients see as connections closed unanswered. Listening again on
+  // the same socket raises the backlog to the system's limit.
+  if (im.listen_fd >= 0) ::listen(im.listen_fd, SOMAXCONN);
   im.bound_port = port;
   return port;
 }
