@@ -155,8 +155,7 @@ int run_bench(const BenchArgs& a) {
   auto bundle = pipeline::ModelBundle::open(a.model, opt);
   const pipeline::Precision prec = bundle->precision();
   const std::vector<int64_t> sizes = parse_sizes(a.sizes);
-  ops::PrecisionScope scope(prec == pipeline::Precision::Bf16 ? ops::ComputePrecision::BF16
-                                                              : ops::ComputePrecision::F32);
+  const auto scope = bundle->compute_scope();
   const bool log = !a.json;
   if (log)
     std::printf("model %s, precision %s, %d threads, median of %d runs after one warm-up\n",

@@ -149,6 +149,7 @@ std::vector<models::LoraUse> request_loras(const GenerateRequest& req, std::stri
 Tensor sample_latents(ModelBundle& model, const GenerateRequest& req, const Tensor& cond,
                       const Tensor& uncond, const Tensor& init_latents, int64_t first_seed,
                       const std::function<void(int, const Tensor&)>& on_step) {
+  const auto scope = model.compute_scope();
   const int64_t b = req.batch_size;
   const int64_t f = int64_t(1) << (model.vae_config.block_out_channels.size() - 1);
   const Shape shape = {b, model.vae_config.latent_channels, req.height / f, req.width / f};
@@ -248,6 +249,7 @@ ImageParameters image_parameters(const GenerateRequest& req, const std::string& 
 
 GenerateResult generate(ModelBundle& model, const GenerateRequest& req, const ProgressFn& progress) {
   validate_request(model, req);
+  const auto scope = model.compute_scope();
   const int64_t skip = req.clip_skip > 0 ? req.clip_skip : model.default_clip_skip();
   std::string prompt;
   model.set_loras(request_loras(req, &prompt));

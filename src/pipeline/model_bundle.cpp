@@ -72,6 +72,11 @@ const char* precision_name(Precision p) {
   return "?";
 }
 
+ops::PrecisionScope ModelBundle::compute_scope() const {
+  return ops::PrecisionScope(precision_ == Precision::Bf16 ? ops::ComputePrecision::BF16
+                                                           : ops::ComputePrecision::F32);
+}
+
 Precision resolve_precision(Precision p) {
   if (p != Precision::Auto) return p;
   return ops::cpu_has_native_bf16() ? Precision::Bf16 : Precision::Fp32;

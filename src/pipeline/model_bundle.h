@@ -10,6 +10,7 @@
 #include "models/lora/lora_merge.h"
 #include "models/unet/unet_2d_condition.h"
 #include "models/vae/autoencoder_kl.h"
+#include "ops/ops.h"
 #include "tokenizer/clip_tokenizer.h"
 
 namespace diffuse::pipeline {
@@ -74,6 +75,10 @@ class ModelBundle {
 
   // The resolved compute precision (Fp32 or Bf16).
   Precision precision() const { return precision_; }
+  // Holds, while it lives, the calling thread's precision for products between activations
+  // (attention) at the models' own: bf16 models run those in bf16 too. Every caller of the
+  // models enters one (`auto scope = model.compute_scope();`).
+  ops::PrecisionScope compute_scope() const;
 
   // Published default clip skip (SD1: 1, SD2: 2, counted as A1111 does).
   int64_t default_clip_skip() const { return family == Family::SD2 ? 2 : 1; }
