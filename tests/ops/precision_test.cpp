@@ -1,7 +1,8 @@
 // The bf16 path checked against the exact fp32 path on every reference model (its single-file
 // and diffusers forms, whose matrices are stored in f16 and f32): the VAE decodes the
 // reference latents to an image within 35 dB PSNR of the fp32 image, and the UNet and text
-// encoder outputs stay within a few percent. fp32 stays the default.
+// encoder outputs stay within a few percent. fp32 stays the default. q8_0 GGUF files generate
+// the float model's image within 30 dB PSNR.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include "io/safetensors.h"
 #include "model_forms.h"
 #include "ops/ops.h"
+#include "pipeline/generate.h"
 #include "pipeline/model_bundle.h"
 #include "test_util.h"
 
@@ -111,6 +113,59 @@ TEST_P(PrecisionGolden, Bf16MatchesFp32) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Forms, PrecisionGolden, testing::ValuesIn(float_forms()),
+                         [](const auto& info) { return test::form_test_name(info.param); });
+
+// PSNR in dB of two 8-bit images of the same size.
+double psnr(const io::Image& a, const io::Image& b) {
+  EXPECT_EQ(a.pixels.size(), b.pixels.size());
+  double se = 0;
+  for (size_t i = 0; i < a.pixels.size() && i < b.pixels.size(); ++i) {
+    const double d = double(a.pixels[i]) - double(b.pixels[i]);
+    se += d * d;
+  }
+  const double mse = se / double(std::max<size_t>(a.pixels.size(), 1));
+  return mse == 0 ? INFINITY : 10 * std::log10(255.0 * 255.0 / mse);
+}
+
+std::vector<test::ModelForm> quantized_forms() {
+  std::vector<test::ModelForm> out;
+  for (auto& f : test::all_model_forms())
+    if (f.quantized()) out.push_back(f);
+  return out;
+}
+
+// q8_0 weights (a GGUF file as stable-diffusion.cpp converts it) against the model's float
+// single file: a whole generation from the same seed (text encoder, CFG sampling, VAE decode)
+// gives the same image within 30 dB PSNR, on the exact fp32 path and on bf16.
+class QuantizedGolden : public testing::TestWithParam<test::ModelForm> {};
+
+TEST_P(QuantizedGolden, Q8GenerationMatchesFloat) {
+  const auto& q = GetParam();
+  const auto forms = test::model_forms(q.model);
+  auto twin = std::find_if(forms.begin(), forms.end(),
+                           [](const test::ModelForm& f) { return f.kind == "safetensors"; });
+  if (twin == forms.end()) GTEST_SKIP() << q.model << " has no float single file";
+  auto exact = open_with(*twin, pipeline::Precision::Fp32);
+  pipeline::GenerateRequest req;
+  req.prompt = "a photograph of an astronaut riding a horse";
+  req.steps = 4;
+  req.sampler = "euler";
+  req.seed = 11;
+  req.width = req.height = exact->default_image_size();
+  const io::Image want = pipeline::generate(*exact, req).images.at(0);
+  for (auto p : {pipeline::Precision::Fp32, pipeline::Precision::Bf16}) {
+    auto quant = open_with(q, p);
+    const io::Image got = pipeline::generate(*quant, req).images.at(0);
+    const double db = psnr(got, want);
+    std::printf("%s, %s: %lldx%lld image vs the float model's in fp32: %.1f dB\n",
+                test::form_test_name(q).c_str(), pipeline::precision_name(p),
+                (long long)req.width, (long long)req.height, db);
+    EXPECT_GE(db, 30.0) << pipeline::precision_name(p);
+    EXPECT_LT(db, 200.0) << "the q8_0 image is identical: the quantized weights were not used";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Forms, QuantizedGolden, testing::ValuesIn(quantized_forms()),
                          [](const auto& info) { return test::form_test_name(info.param); });
 
 TEST(Precision, ParseAndResolve) {
