@@ -334,6 +334,7 @@ Tensor make_tensor(const std::shared_ptr<MappedFile>& file, const uint8_t* data,
         for (int64_t b = b0; b < b1; ++b)
           dequantize_block(t.type, data + size_t(b) * bb, o + b * be);
       });
+      file->release(data, t.nbytes);  // the blocks are not read again
       return out;
     }
   }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -39,6 +40,14 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
 
 MappedFile::~MappedFile() {
   if (data_) munmap(data_, size_);
+}
+
+void MappedFile::release(const void* p, size_t n) const {
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = std::max(uintptr_t(p), uintptr_t(data_));
+  const uintptr_t hi = std::min(uintptr_t(p) + n, uintptr_t(data_) + size_);
+  const uintptr_t b = (lo + page - 1) / page * page, e = hi / page * page;
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);  // a read-only mapping
 }
 
 std::string read_text_file(const std::string& path) {

@@ -17,6 +17,9 @@ class MappedFile {
   const char* data() const { return static_cast<const char*>(data_); }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Hands the whole pages inside [p, p + n) back to the OS (they are re-read from the file if
+  // touched again): for data that was copied or converted out of the mapping.
+  void release(const void* p, size_t n) const;
 
  private:
   MappedFile() = default;

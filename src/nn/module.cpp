@@ -28,7 +28,8 @@ int64_t Module::num_parameters() const {
   return n;
 }
 
-void Module::load_state_dict(const io::TensorMap& weights, const std::string& what, DType dtype) {
+void Module::load_state_dict(const io::TensorMap& weights, const std::string& what,
+                             std::optional<DType> dtype) {
   auto params = named_parameters();
   std::vector<std::string> missing, mismatched;
   std::set<std::string> used;
@@ -63,7 +64,7 @@ void Module::load_state_dict(const io::TensorMap& weights, const std::string& wh
   }
   for (auto& p : params) {
     const Tensor& src = weights.at(p.name);
-    *p.tensor = src.dtype() == dtype ? src.contiguous() : src.to(dtype);
+    *p.tensor = !dtype || src.dtype() == *dtype ? src.contiguous() : src.to(*dtype);
   }
 }
 

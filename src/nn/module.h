@@ -2,6 +2,7 @@
 // the checkpoint's (canonical) tensor names. Loading is strict.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,10 +30,11 @@ class Module {
 
   // Fills every parameter from `weights` (canonical names, relative to this module).
   // Strict: missing, unexpected and wrongly shaped tensors are listed in one Error that names
-  // `what` (e.g. "text encoder of model.safetensors"). Tensors are converted to `dtype`;
-  // f32 tensors already in `dtype` are used in place (no copy of memory-mapped weights).
+  // `what` (e.g. "text encoder of model.safetensors"). Tensors are converted to `dtype`, or
+  // keep their own with std::nullopt; tensors already in it are used in place (no copy of
+  // memory-mapped weights).
   void load_state_dict(const io::TensorMap& weights, const std::string& what,
-                       DType dtype = DType::F32);
+                       std::optional<DType> dtype = DType::F32);
 
  protected:
   // Declares a parameter held in the member `slot` with its expected shape.

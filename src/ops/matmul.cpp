@@ -73,7 +73,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   }
   Shape out_shape = x.shape();
   out_shape.back() = w.shape()[0];  // [..., in] -> [..., out]
-  if (w.dtype() != DType::F32) {    // inference weights: bf16 products
+  if (bf16_products(w)) {  // inference weights: bf16 products
     const int64_t k = w.shape()[1];
     Tensor x2 = x.contiguous().view({-1, k});  // [..., in] -> [(...), in]
     Tensor out = Tensor::empty({x2.shape()[0], w.shape()[0]});

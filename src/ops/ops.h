@@ -21,11 +21,16 @@ void release_pages(const Tensor& t);
 // such weights in place (e.g. merging a LoRA into them); freed weights need no call.
 void clear_weight_cache();
 
-// Precision of the products between two activations (attention) on the calling thread: f32
-// (the default, exact) or bf16 (inputs rounded to bf16, f32 accumulation). A pipeline running
-// a bf16 model sets it for the duration of the model's calls with a PrecisionScope.
+// Precision of the products on the calling thread: f32 (the default, exact) or bf16 (inputs
+// rounded to bf16, f32 accumulation). It rules the products between two activations
+// (attention) and those with f32 weights (linear, convolution); f16/bf16 weights always run
+// bf16 products. A pipeline running a bf16 model sets it for the duration of the model's calls
+// with a PrecisionScope. Under bf16 an f32 weight is packed to bf16 once and the packing cached
+// while the weight's storage lives: weights must not change in place inside such a scope.
 enum class ComputePrecision { F32, BF16 };
 ComputePrecision compute_precision();
+// Whether a product with weight `w` runs in bf16 (see above).
+bool bf16_products(const Tensor& w);
 class PrecisionScope {
  public:
   explicit PrecisionScope(ComputePrecision p);

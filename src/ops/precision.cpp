@@ -24,6 +24,10 @@ ComputePrecision compute_precision() {
   return t_precision;
 }
 
+bool bf16_products(const Tensor& w) {
+  return w.dtype() != DType::F32 || t_precision == ComputePrecision::BF16;
+}
+
 PrecisionScope::PrecisionScope(ComputePrecision p) : prev_(t_precision) {
   t_precision = p;
 }

@@ -33,8 +33,11 @@ int64_t unet_in_channels(const io::ModelFiles& f) {
 }
 
 // Loads `m` strictly from `w`. bf16: matrices (dim >= 2: linear, convolution and embedding
-// weights) keep their stored 16-bit dtype without a copy, or are converted to bf16 once;
-// vectors (biases, norm weights) are f32.
+// weights) keep their stored dtype, memory-mapped where the file is, without a copy: f16/bf16
+// ones run bf16 products, f32 ones do inside the bundle's compute_scope(); either is packed to
+// bf16 at its first use, after which a mapped file's pages are handed back. Converting f32
+// matrices here instead would keep a second, 16-bit copy of them beside the packed one for the
+// process's life. Vectors (biases, norm weights) are f32.
 void load_module(nn::Module& m, const io::TensorMap& w, const std::string& what, Precision p) {
   if (p != Precision::Bf16) {
     m.load_state_dict(w, what);
@@ -42,16 +45,11 @@ void load_module(nn::Module& m, const io::TensorMap& w, const std::string& what,
       if (t.dtype() != DType::F32) ops::release_pages(t);
     return;
   }
-  bool all_f16 = true;
-  for (auto& [name, t] : w) all_f16 &= t.dim() < 2 || t.dtype() == DType::F16;
-  const DType low = all_f16 ? DType::F16 : DType::BF16;
   io::TensorMap lw;
-  for (auto& [name, t] : w) lw.emplace(name, t.dim() >= 2 || t.dtype() == low ? t : t.to(low));
-  m.load_state_dict(lw, what, low);  // strict check; matrices already in `low` are not copied
-  for (auto& p : m.named_parameters())
-    if (p.tensor->dim() < 2) *p.tensor = w.at(p.name).to(DType::F32);
+  for (auto& [name, t] : w) lw.emplace(name, t.dim() >= 2 ? t : t.to(DType::F32));
+  m.load_state_dict(lw, what, std::nullopt);
   for (auto& [name, t] : w)
-    if (t.dim() < 2 || t.dtype() != low) ops::release_pages(t);
+    if (t.dim() < 2 && t.dtype() != DType::F32) ops::release_pages(t);
 }
 
 }  // namespace
@@ -216,6 +214,7 @@ Tensor ModelBundle::token_ids(const std::string& prompt) {
 }
 
 Tensor ModelBundle::encode_prompt(const std::string& prompt, int64_t clip_skip) {
+  const auto scope = compute_scope();
   return text_encoder().encode(token_ids(prompt), clip_skip);
 }
 

@@ -12,6 +12,7 @@
 #include "io/safetensors.h"
 #include "model_forms.h"
 #include "ops/ops.h"
+#include "ops/profile.h"
 #include "pipeline/generate.h"
 #include "pipeline/model_bundle.h"
 #include "test_util.h"
@@ -71,6 +72,13 @@ TEST_P(PrecisionGolden, Bf16MatchesFp32) {
   EXPECT_EQ(fast->precision(), pipeline::Precision::Bf16);
   EXPECT_EQ(pipeline::ModelBundle::open(f.path, {f.config_dir, test::data_dir()})->precision(),
             pipeline::Precision::Fp32);  // the library default is exact
+
+  // bf16 keeps each stored matrix where it lies (memory-mapped, whatever its dtype): no 16-bit
+  // copy is held beside the packed one.
+  for (const auto& p : fast->unet().named_parameters()) {
+    if (p.tensor->dim() < 2) continue;
+    EXPECT_EQ(p.tensor->raw_data(), fast->files.unet.at(p.name).raw_data()) << p.name;
+  }
 
   // fp32 reproduces the reference; bf16 decodes the same latents to nearly the same image.
   const Tensor& z = ref.at("vae.decode.input");
@@ -153,9 +161,11 @@ TEST_P(QuantizedGolden, Q8GenerationMatchesFloat) {
   req.seed = 11;
   req.width = req.height = exact->default_image_size();
   const io::Image want = pipeline::generate(*exact, req).images.at(0);
+  std::vector<io::Image> got_by_precision;
   for (auto p : {pipeline::Precision::Fp32, pipeline::Precision::Bf16}) {
     auto quant = open_with(q, p);
-    const io::Image got = pipeline::generate(*quant, req).images.at(0);
+    const io::Image& got =
+        got_by_precision.emplace_back(pipeline::generate(*quant, req).images.at(0));
     const double db = psnr(got, want);
     std::printf("%s, %s: %lldx%lld image vs the float model's in fp32: %.1f dB\n",
                 test::form_test_name(q).c_str(), pipeline::precision_name(p),
@@ -163,10 +173,35 @@ TEST_P(QuantizedGolden, Q8GenerationMatchesFloat) {
     EXPECT_GE(db, 30.0) << pipeline::precision_name(p);
     EXPECT_LT(db, 200.0) << "the q8_0 image is identical: the quantized weights were not used";
   }
+  EXPECT_NE(got_by_precision[0].pixels, got_by_precision[1].pixels);
 }
 
 INSTANTIATE_TEST_SUITE_P(Forms, QuantizedGolden, testing::ValuesIn(quantized_forms()),
                          [](const auto& info) { return test::form_test_name(info.param); });
+
+// generate() (text encoder, sampling, decoding) runs a bf16 model's products between
+// activations in bf16 too: every attention call, none in f32.
+TEST(Precision, GenerateRunsABf16ModelsAttentionInBf16) {
+  const test::ModelForm* f = test::first_diffusers_form();
+  if (!f) GTEST_SKIP() << "no diffusers reference model";
+  auto fast = open_with(*f, pipeline::Precision::Bf16);
+  pipeline::GenerateRequest req;
+  req.prompt = "a red cube";
+  req.steps = 2;
+  req.width = req.height = 64;
+  ops::profile_reset();
+  ops::set_profiling(true);
+  pipeline::generate(*fast, req);
+  ops::set_profiling(false);
+  int64_t bf16 = 0, f32 = 0;
+  for (const auto& e : ops::profile_entries()) {
+    if (e.label == "attention bf16") bf16 += e.calls;
+    if (e.label == "attention") f32 += e.calls;
+  }
+  ops::profile_reset();
+  EXPECT_GT(bf16, 0);
+  EXPECT_EQ(f32, 0) << "attention ran in f32 in a bf16 model's generation";
+}
 
 TEST(Precision, ParseAndResolve) {
   EXPECT_EQ(pipeline::parse_precision("fp32"), pipeline::Precision::Fp32);

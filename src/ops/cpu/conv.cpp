@@ -5,6 +5,7 @@
 #include "ops/cpu/dnnl_util.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/weight_cache.h"
+#include "ops/ops.h"
 #include "ops/profile.h"
 
 namespace diffuse::ops::cpu {
@@ -96,7 +97,7 @@ memory reorder_in(const Reorder& r, const memory& user, const memory::desc& md, 
 Status conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
               const Shape& out_shape, Tensor& out) {
   try {
-    const bool lowp = w.dtype() != DType::F32;
+    const bool lowp = bf16_products(w);
     DnnlKey key(x.shape().begin(), x.shape().end());
     key.insert(key.end(), w.shape().begin(), w.shape().end());
     key.insert(key.end(), {p.stride, p.pad_top, p.pad_bottom, p.pad_left, p.pad_right,

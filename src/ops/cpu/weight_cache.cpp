@@ -63,7 +63,7 @@ DnnlBuffer pack(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::me
   dnnl::reorder::primitive_desc pd(dnnl_engine(), from, dnnl_engine(), md, dnnl_attr());
   dnnl_execute(dnnl::reorder(pd), pd.scratchpad_desc(),
                {{DNNL_ARG_FROM, dnnl_wrap(from, src)}, {DNNL_ARG_TO, out.mem}});
-  if (w.dtype() != DType::F32) release_pages(w);
+  release_pages(w);  // a memory-mapped source is not read again
   return out;
 }
 

@@ -1,8 +1,9 @@
-// Inference weights (f16/bf16 tensors) packed once into a oneDNN primitive's layout, as bf16,
-// and kept while the weight's storage lives. A cached copy is found by the weight's data
-// address, dtype, shape and strides, and is valid while the storage it was packed from lives;
-// entries whose storage was freed are dropped on the next insertion. After packing, the source
-// pages of a memory-mapped checkpoint are handed back to the OS (ops::release_pages).
+// Inference weights (f16/bf16 tensors; f32 ones under a bf16 PrecisionScope) packed once into
+// a oneDNN primitive's layout, as bf16, and kept while the weight's storage lives. A cached copy
+// is found by the weight's data address, dtype, shape and strides, and is valid while the
+// storage it was packed from lives; entries whose storage was freed are dropped on the next
+// insertion. After packing, the source pages of a memory-mapped checkpoint are handed back to
+// the OS (ops::release_pages).
 #pragma once
 #include "ops/cpu/dnnl_util.h"
 
