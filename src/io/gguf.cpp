@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <set>
+#include <vector>
 
 #include "core/half.h"
 #include "core/parallel.h"
@@ -281,7 +282,7 @@ struct TensorInfo {
 };
 
 Tensor make_tensor(const std::shared_ptr<MappedFile>& file, const uint8_t* data,
-                   const TensorInfo& t) {
+                   const TensorInfo& t, DType dequantized) {
   const int64_t numel = shape_numel(t.shape);
   std::shared_ptr<void> keep = file;
   auto view_or_copy = [&](DType dt) {
@@ -326,14 +327,25 @@ Tensor make_tensor(const std::shared_ptr<MappedFile>& file, const uint8_t* data,
       return out;
     }
     default: {
-      Tensor out = Tensor::empty(t.shape, DType::F32);
-      float* o = out.data<float>();
+      Tensor out = Tensor::empty(t.shape, dequantized);
       const size_t bb = ggml_block_bytes(t.type);
       const int64_t be = ggml_block_elements(t.type);
-      parallel_for(numel / be, 1024, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b)
-          dequantize_block(t.type, data + size_t(b) * bb, o + b * be);
-      });
+      if (dequantized == DType::F32) {
+        float* o = out.data<float>();
+        parallel_for(numel / be, 1024, [&](int64_t b0, int64_t b1) {
+          for (int64_t b = b0; b < b1; ++b)
+            dequantize_block(t.type, data + size_t(b) * bb, o + b * be);
+        });
+      } else {
+        uint16_t* o = static_cast<uint16_t*>(out.raw_data());
+        parallel_for(numel / be, 1024, [&](int64_t b0, int64_t b1) {
+          std::vector<float> block(static_cast<size_t>(be));
+          for (int64_t b = b0; b < b1; ++b) {
+            dequantize_block(t.type, data + size_t(b) * bb, block.data());
+            for (int64_t i = 0; i < be; ++i) o[b * be + i] = float_to_bf16(block[size_t(i)]);
+          }
+        });
+      }
       file->release(data, t.nbytes);  // the blocks are not read again
       return out;
     }
@@ -351,7 +363,9 @@ void ggml_dequantize(GgmlType type, const void* blocks, float* out, int64_t n) {
     dequantize_block(type, b + size_t(k) * ggml_block_bytes(type), out + k * be);
 }
 
-TensorMap load_gguf(const std::string& path, Metadata* metadata) {
+TensorMap load_gguf(const std::string& path, Metadata* metadata, DType dequantized) {
+  DF_CHECK(dequantized == DType::F32 || dequantized == DType::BF16,
+           "load_gguf: quantized tensors dequantize to f32 or bf16, not ", dtype_name(dequantized));
   auto file = MappedFile::open(path);
   Reader r(*file);
   r.need(4);
@@ -424,7 +438,7 @@ TensorMap load_gguf(const std::string& path, Metadata* metadata) {
     DF_CHECK(t.offset <= data_size && t.nbytes <= data_size - t.offset, path, ": tensor '", t.name,
              "' data [", t.offset, ", +", t.nbytes, ") lies outside the file's ", data_size,
              " data bytes (truncated file?)");
-    out[t.name] = make_tensor(file, data + t.offset, t);
+    out[t.name] = make_tensor(file, data + t.offset, t, dequantized);
   }
   return out;
 }

@@ -129,11 +129,11 @@ ModelFiles open_diffusers_folder(const fs::path& dir) {
 
 // ---- single files ----
 
-ModelFiles open_single_file(const std::string& path) {
+ModelFiles open_single_file(const std::string& path, DType dequantized) {
   ModelFiles m;
   m.path = path;
   m.layout = ModelLayout::SingleFile;
-  const TensorMap all = load_weights(path);
+  const TensorMap all = load_weights(path, dequantized);
   NamedShapes names;
   names.reserve(all.size());
   for (const auto& [name, t] : all) names.emplace_back(name, t.shape());
@@ -204,7 +204,7 @@ void read_tokenizer_folder(const std::string& dir, ModelFiles& m) {
     m.tokenizer_pad_token = pad_token_of(read_json_if_present(tok / "tokenizer_config.json"));
 }
 
-ModelFiles open_model(const std::string& path) {
+ModelFiles open_model(const std::string& path, DType dequantized) {
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
   DF_CHECK(!path.empty() && fs::exists(st),
@@ -214,7 +214,7 @@ ModelFiles open_model(const std::string& path) {
   // model_index.json itself names its folder.
   if (fs::path(path).filename() == "model_index.json")
     return open_diffusers_folder(fs::path(path).parent_path());
-  return open_single_file(path);
+  return open_single_file(path, dequantized);
 }
 
 }  // namespace diffuse::io

@@ -37,8 +37,9 @@ struct ModelFiles {
 };
 
 // Opens a diffusers folder (model_index.json) or single file. Throws a clear Error naming the
-// path when it is neither, or when the tensors are not a Stable Diffusion checkpoint.
-ModelFiles open_model(const std::string& path);
+// path when it is neither, or when the tensors are not a Stable Diffusion checkpoint. A GGUF
+// file's quantized tensors are dequantized to `dequantized` (see load_gguf).
+ModelFiles open_model(const std::string& path, DType dequantized = DType::F32);
 
 // Reads one component folder (config.json + weights) into `m`'s tensors and config of
 // `component` ("unet", "vae" or "text_encoder"), as open_model does for a diffusers folder's

@@ -263,7 +263,7 @@ TensorMap load_torch_checkpoint(const std::string& path) {
   return out;
 }
 
-TensorMap load_weights(const std::string& path) {
+TensorMap load_weights(const std::string& path, DType dequantized) {
   const std::string head = read_head(path, 16, nullptr);
   switch (format_of(head)) {
     case WeightFormat::Safetensors:
@@ -271,7 +271,7 @@ TensorMap load_weights(const std::string& path) {
     case WeightFormat::TorchZip:
       return load_torch_checkpoint(path);
     case WeightFormat::Gguf:
-      return load_gguf(path);
+      return load_gguf(path, nullptr, dequantized);
     case WeightFormat::Unknown:
       break;
   }

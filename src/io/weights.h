@@ -20,11 +20,14 @@ WeightFormat detect_weight_format(const std::string& path);
 TensorMap load_torch_checkpoint(const std::string& path);
 
 // GGUF (v2/v3) as written by stable-diffusion.cpp and ggml: F32, F16, BF16 tensors as views or
-// copies, quantized Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 dequantized to F32. Shapes are returned in
-// PyTorch order (GGUF stores dims innermost first). `metadata` gets the string/number KV pairs.
-TensorMap load_gguf(const std::string& path, Metadata* metadata = nullptr);
+// copies, quantized Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 dequantized to `dequantized` (F32, exact; or
+// BF16, rounded to nearest even, for a bf16 model, which rounds its weights so anyway: half the
+// memory). Shapes are returned in PyTorch order (GGUF stores dims innermost first). `metadata`
+// gets the string/number KV pairs.
+TensorMap load_gguf(const std::string& path, Metadata* metadata = nullptr,
+                    DType dequantized = DType::F32);
 
 // Any of the above, by detected format. Errors name the path and the problem.
-TensorMap load_weights(const std::string& path);
+TensorMap load_weights(const std::string& path, DType dequantized = DType::F32);
 
 }  // namespace diffuse::io

@@ -81,7 +81,9 @@ Precision resolve_precision(Precision p) {
 }
 
 std::unique_ptr<ModelBundle> ModelBundle::open(const std::string& path, const BundleOptions& opt) {
-  return from_files(io::open_model(path), opt);
+  // A bf16 model rounds its weights to bf16 anyway: quantized ones are dequantized straight to it.
+  const bool bf16 = resolve_precision(opt.precision) == Precision::Bf16;
+  return from_files(io::open_model(path, bf16 ? DType::BF16 : DType::F32), opt);
 }
 
 std::unique_ptr<ModelBundle> ModelBundle::from_parts(const ModelParts& parts,

@@ -139,6 +139,32 @@ TEST(Gguf, ReferenceQ8FileMatchesSafetensorsWithinRounding) {
   EXPECT_EQ(io::load_weights(gguf).size(), q.size());
 }
 
+// For a bf16 model the quantized tensors dequantize straight to bf16: each element is the f32
+// dequantization rounded to nearest even; the other tensors are as with f32.
+TEST(Gguf, DequantizesToBf16OnRequest) {
+  DF_REQUIRE_REF(gguf, "sd1-tiny/sd1-tiny-q8_0.gguf");
+  io::TensorMap f32 = io::load_gguf(gguf);
+  io::TensorMap b16 = io::load_weights(gguf, DType::BF16);
+  ASSERT_EQ(b16.size(), f32.size());
+  int n_quantized = 0;
+  for (auto& [name, t] : f32) {
+    const Tensor& u = b16.at(name);
+    ASSERT_EQ(u.shape(), t.shape()) << name;
+    if (t.dtype() != DType::F32) {
+      EXPECT_EQ(u.dtype(), t.dtype()) << name;
+      EXPECT_EQ(u.to_float_vector(), t.to_float_vector()) << name;
+      continue;
+    }
+    ASSERT_EQ(u.dtype(), DType::BF16) << name;
+    ++n_quantized;
+    const std::vector<float> a = t.to_float_vector();
+    const uint16_t* p = static_cast<const uint16_t*>(u.raw_data());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(p[i], float_to_bf16(a[i])) << name << " " << i;
+  }
+  EXPECT_GT(n_quantized, 0);
+  EXPECT_THROW(io::load_gguf(gguf, nullptr, DType::F16), Error);
+}
+
 TEST(Gguf, SyntheticBlocksOfEveryQuantizedType) {
   const io::GgmlType types[] = {io::GgmlType::Q4_0, io::GgmlType::Q4_1, io::GgmlType::Q5_0,
                                 io::GgmlType::Q5_1, io::GgmlType::Q8_0};
