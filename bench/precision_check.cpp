@@ -74,7 +74,8 @@ std::string compare_images(const Tensor& got, const Tensor& want) {
   std::snprintf(buf, sizeof buf,
                 "PSNR %.2f dB in [-1, 1] (reference image spans [%.3g, %.3g]); PSNR %.2f dB "
                 "against that range",
-                psnr(got, want), *lo, *hi, mse == 0 ? INFINITY : 10 * std::log10(range * range / mse));
+                psnr(got, want), *lo, *hi,
+                mse == 0 ? INFINITY : 10 * std::log10(range * range / mse));
   return buf;
 }
 
@@ -102,8 +103,8 @@ int check_quantized(const std::string& model, const std::string& quantized,
     auto q = open(quantized, config, p);
     Tensor got = generate_decoded(*q, size, steps, seed);
     std::printf("%s %s vs %s fp32, %lldx%lld, %d steps: %s\n", quantized.c_str(),
-                pipeline::precision_name(p), model.c_str(), (long long)size, (long long)size,
-                steps, compare_images(got, want).c_str());
+                pipeline::precision_name(p), model.c_str(), (long long)size, (long long)size, steps,
+                compare_images(got, want).c_str());
   }
   return 0;
 }

@@ -4,6 +4,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -157,9 +158,13 @@ int run_bench(const BenchArgs& a) {
   const std::vector<int64_t> sizes = parse_sizes(a.sizes);
   const auto scope = bundle->compute_scope();
   const bool log = !a.json;
+  const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
+  const std::string waiting = wait_policy ? wait_policy : "default (GOMP_SPINCOUNT)";
   if (log)
-    std::printf("model %s, precision %s, %d threads, median of %d runs after one warm-up\n",
-                a.model.c_str(), pipeline::precision_name(prec), num_threads(), a.runs);
+    std::printf(
+        "model %s, precision %s, %d threads (OpenMP wait policy %s), median of %d runs after "
+        "one warm-up\n",
+        a.model.c_str(), pipeline::precision_name(prec), num_threads(), waiting.c_str(), a.runs);
 
   // The CFG context [2, 77, D]: the unconditional and the conditional prompt.
   Tensor context;
@@ -178,6 +183,7 @@ int run_bench(const BenchArgs& a) {
     nlohmann::json r;
     r["precision"] = pipeline::precision_name(prec);
     r["threads"] = num_threads();
+    r["omp_wait_policy"] = waiting;
     if (wants(a.stages, "text") || wants(a.stages, "unet")) {
       if (!context.defined()) {  // text encoding does not depend on the size: timed once
         const int64_t skip = bundle->default_clip_skip();

@@ -47,6 +47,27 @@ TEST(BenchCommand, JsonLastLineKeyedBySize) {
   EXPECT_NE(out.find("unet_step_s"), std::string::npos);  // the table precedes the JSON
 }
 
+// Idle OpenMP threads sleep unless the user chose otherwise: diffuse restarts itself with
+// OMP_WAIT_POLICY=passive when neither it nor GOMP_SPINCOUNT is set.
+TEST(BenchCommand, WaitingThreadsSleepUnlessTheUserChose) {
+  auto forms = test::model_forms(test::reference_models().at(0));
+  ASSERT_FALSE(forms.empty());
+  const auto& f = forms.front();
+  const std::string args = std::string(DIFFUSE_CLI_PATH) + " bench -m '" + f.path + "'" +
+                           (f.config_dir.empty() ? "" : " --config '" + f.config_dir + "'") +
+                           " --size 64 --runs 1 --stages text --precision fp32 --json 2>&1";
+  auto policy = [&](const std::string& env) {
+    std::string out;
+    EXPECT_EQ(
+        test::run_command("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT " + env + " " + args, &out), 0)
+        << out;
+    return nlohmann::json::parse(last_line(out))["64"]["omp_wait_policy"].get<std::string>();
+  };
+  EXPECT_EQ(policy(""), "passive");
+  EXPECT_EQ(policy("OMP_WAIT_POLICY=active"), "active");
+  EXPECT_EQ(policy("GOMP_SPINCOUNT=1000"), "default (GOMP_SPINCOUNT)");
+}
+
 TEST(BenchCommand, RejectsBadArguments) {
   auto forms = test::model_forms(test::reference_models().at(0));
   ASSERT_FALSE(forms.empty());

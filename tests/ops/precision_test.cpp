@@ -168,8 +168,8 @@ TEST_P(QuantizedGolden, Q8GenerationMatchesFloat) {
         got_by_precision.emplace_back(pipeline::generate(*quant, req).images.at(0));
     const double db = psnr(got, want);
     std::printf("%s, %s: %lldx%lld image vs the float model's in fp32: %.1f dB\n",
-                test::form_test_name(q).c_str(), pipeline::precision_name(p),
-                (long long)req.width, (long long)req.height, db);
+                test::form_test_name(q).c_str(), pipeline::precision_name(p), (long long)req.width,
+                (long long)req.height, db);
     EXPECT_GE(db, 30.0) << pipeline::precision_name(p);
     EXPECT_LT(db, 200.0) << "the q8_0 image is identical: the quantized weights were not used";
   }
