@@ -149,11 +149,7 @@ std::string fmt_s(double v) {
 
 int run_bench(const BenchArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
-  pipeline::BundleOptions opt;
-  opt.config_dir = a.config;
-  opt.data_dir = data_dir();
-  opt.precision = pipeline::parse_precision(a.precision);
-  auto bundle = pipeline::ModelBundle::open(a.model, opt);
+  auto bundle = open_model(a.model, a.config, pipeline::parse_precision(a.precision));
   const pipeline::Precision prec = bundle->precision();
   const std::vector<int64_t> sizes = parse_sizes(a.sizes);
   const auto scope = bundle->compute_scope();
@@ -250,10 +246,7 @@ Command bench_cmd(
       add_model_options(sub, a->model, a->config, true);
       sub.add_option("--size", a->sizes, "Comma-separated image sizes in pixels (square)")
           ->capture_default_str();
-      sub.add_option("--precision", a->precision,
-                     "auto (bf16 where the CPU has native bf16), fp32 or bf16")
-          ->check(CLI::IsMember({"auto", "fp32", "bf16"}))
-          ->capture_default_str();
+      add_precision_option(sub, a->precision);
       sub.add_option("--runs", a->runs, "Timed runs per stage (after one warm-up)")
           ->check(CLI::Range(1, 100))
           ->capture_default_str();

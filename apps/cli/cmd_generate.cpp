@@ -28,6 +28,7 @@ struct GenerateArgs {
   std::vector<std::string> loras;  // --lora FILE[:WEIGHT]
   int64_t width = 0, height = 0;
   int threads = 0;
+  std::string precision = "auto";
   bool quiet = false;
 };
 
@@ -64,7 +65,7 @@ int run_generate(GenerateArgs& a) {
   if (req.rng == "torch") req.rng = "cpu";
   if (req.seed < 0) req.seed = int64_t(std::random_device{}() & 0x7fffffff);
   a.model = model_or_default(a.model);
-  auto model = open_model(a.model, a.config);
+  auto model = open_model(a.model, a.config, pipeline::parse_precision(a.precision));
   const int64_t def = model->default_image_size();
   req.width = a.width > 0 ? a.width : def;
   req.height = a.height > 0 ? a.height : def;
@@ -186,6 +187,7 @@ Command generate_cmd(
       sub.add_option("-o,--output", a->output, "Output PNG; several images get -1, -2 ... suffixes")
           ->capture_default_str();
       sub.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+      add_precision_option(sub, a->precision);
       sub.add_flag("-q,--quiet", a->quiet, "No progress bar");
       sub.footer(
           "Examples:\n"

@@ -13,7 +13,7 @@ namespace {
 
 struct ServeArgs {
   server::ServerOptions opt;
-  std::string precision = "fp32";
+  std::string precision = "auto";
   int threads = 0;
   bool quiet = false;
 };
@@ -88,8 +88,7 @@ Command serve_cmd(
                      "<lora:NAME:WEIGHT>");
       sub.add_option("--config", o.config_dir,
                      "A diffusers folder whose configs describe single-file models");
-      sub.add_option("--precision", a->precision, "Compute precision: auto, fp32 or bf16")
-          ->capture_default_str();
+      add_precision_option(sub, a->precision);
       sub.add_option("--max-queue", o.max_queue, "Jobs that may wait at once (more get 503)")
           ->capture_default_str()
           ->check(CLI::Range(1, 100000));

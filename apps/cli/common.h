@@ -13,8 +13,12 @@ std::string data_dir();
 
 // Opens a model given with -m (diffusers folder, .safetensors, .ckpt, .gguf), with an optional
 // --config diffusers folder for what a single file does not record.
-std::unique_ptr<pipeline::ModelBundle> open_model(const std::string& path,
-                                                  const std::string& config_dir = "");
+std::unique_ptr<pipeline::ModelBundle> open_model(
+    const std::string& path, const std::string& config_dir = "",
+    pipeline::Precision precision = pipeline::Precision::Fp32);
+
+// Adds --precision (auto, fp32 or bf16) to a sub-command, with `value`'s default.
+void add_precision_option(CLI::App& sub, std::string& value);
 
 // The model used when -m is not given: $DIFFUSE_MODEL, else the emoji model that ships with
 // diffuse (models/emoji of the source tree). Throws a clear Error when it is not there.

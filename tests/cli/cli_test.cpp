@@ -8,6 +8,7 @@
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "model_forms.h"
+#include "ops/ops.h"
 #include "test_util.h"
 
 using namespace diffuse;
@@ -98,8 +99,8 @@ TEST(Cli, GenerateReproducesReferenceRun) {
   io::save_safetensors(dir + "/init.safetensors", {{"x", ref.at("pipe.latents0")}});
   std::string out;
   std::string args =
-      "generate " + model_args(*f) + " -p " + test::shell_quote(rj["prompts"][0]) + " -n " +
-      test::shell_quote(rj["prompts"][1]) + " --sampler euler --steps " +
+      "generate --precision fp32 " + model_args(*f) + " -p " + test::shell_quote(rj["prompts"][0]) +
+      " -n " + test::shell_quote(rj["prompts"][1]) + " --sampler euler --steps " +
       std::to_string(rj["steps"].get<int>()) + " --cfg-scale " +
       std::to_string(rj["guidance_scale"].get<double>()) + " -W " +
       std::to_string(rj["width"].get<int>()) + " -H " + std::to_string(rj["height"].get<int>()) +
@@ -145,6 +146,32 @@ TEST(Cli, GenerateBatchNumbersFilesAndSeeds) {
                               &out),
             0);
   EXPECT_EQ(io::load_image(dir + "/alone.png").pixels, io::load_image(dir + "/img-2.png").pixels);
+}
+
+// generate's --precision defaults to auto: bf16 on a CPU with native bf16, else fp32.
+TEST(Cli, GeneratePrecisionDefaultsToAuto) {
+  const test::ModelForm* f = test::first_diffusers_form();
+  if (!f) GTEST_SKIP() << "no diffusers model in the reference";
+  const std::string dir = test::temp_dir() + "/precision";
+  std::filesystem::create_directories(dir);
+  auto image = [&](const std::string& option) {
+    const std::string png = dir + "/img" + option + ".png";
+    std::string out;
+    EXPECT_EQ(test::run_diffuse("generate " + model_args(*f) + " -p cat --steps 2 -q -s 5 -W 64 " +
+                                    "-H 64 " + option + " -o " + test::shell_quote(png),
+                                &out),
+              0)
+        << out;
+    return io::load_image(png).pixels;
+  };
+  const auto by_default = image(""), fp32 = image("--precision=fp32"),
+             bf16 = image("--precision=bf16");
+  EXPECT_NE(fp32, bf16);
+  EXPECT_EQ(by_default, ops::cpu_has_native_bf16() ? bf16 : fp32);
+  std::string out;
+  EXPECT_NE(test::run_diffuse("generate " + model_args(*f) + " -p cat --precision fp16 2>&1", &out),
+            0);
+  EXPECT_NE(out.find("fp16"), std::string::npos) << out;
 }
 
 // Without -m, generate uses $DIFFUSE_MODEL (else the shipped model); the default size is the

@@ -231,7 +231,8 @@ TEST_F(ServerTest, Txt2ImgMatchesTheCli) {
   // The CLI with the same request writes the same pixels and parameters.
   const std::string out = (fs::path(test::temp_dir()) / "cli.png").string();
   const std::string cmd =
-      test::cli_path() + " generate -q -t 1 -m " + (fs::path(model_dir()) / model).string() +
+      test::cli_path() + " generate -q -t 1 --precision fp32 -m " +
+      (fs::path(model_dir()) / model).string() +
       " -p 'a red fox in the snow' -n blurry -s 43 --sampler euler --steps 3 --cfg-scale 6.5"
       " -W 64 -H 128 -o " +
       out + " 2>&1";
