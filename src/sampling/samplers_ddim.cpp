@@ -74,12 +74,7 @@ class DDIM : public Scheduler {
       if (clip_) p.x0 = std::clamp(p.x0, -clip_range_, clip_range_);
       return x0_coef * p.x0 + dir_coef * p.eps;
     });
-    if (eta_ > 0) {
-      Tensor noise = need_generator(gen).randn(sample.shape());
-      float* o = out.data<float>();
-      const float* e = noise.data<float>();
-      for (int64_t k = 0; k < out.numel(); ++k) o[k] = o[k] + std_dev * e[k];
-    }
+    if (eta_ > 0) add_fresh_noise(out, need_generator(gen), std_dev);
     advance();
     return out;
   }
@@ -138,7 +133,7 @@ class DDPM : public Scheduler {
       return x0_coef * x0 + x_coef * x[k];
     });
     if (t > 0) {
-      Tensor noise = need_generator(gen).randn(sample.shape());
+      Generator& g = need_generator(gen);
       float variance = std::max((1.0f - a_prev) / (1.0f - a_t) * cur_beta, 1e-20f);
       float scale;
       if (variance_type_ == "fixed_small") {
@@ -148,9 +143,7 @@ class DDPM : public Scheduler {
       } else {  // fixed_large
         scale = std::sqrt(cur_beta);
       }
-      float* o = out.data<float>();
-      const float* e = noise.data<float>();
-      for (int64_t k = 0; k < out.numel(); ++k) o[k] = o[k] + scale * e[k];
+      add_fresh_noise(out, g, scale);
     }
     advance();
     return out;

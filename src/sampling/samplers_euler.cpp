@@ -96,10 +96,7 @@ class EulerAncestral : public KDiffusionScheduler {
       const float derivative = (x[k] - x0) / sigma;
       return x[k] + derivative * dt;
     });
-    Tensor noise = need_generator(gen).randn(sample.shape());
-    float* o = out.data<float>();
-    const float* e = noise.data<float>();
-    for (int64_t k = 0; k < out.numel(); ++k) o[k] = o[k] + e[k] * sigma_up;
+    add_fresh_noise(out, need_generator(gen), sigma_up);
     advance();
     return out;
   }

@@ -115,11 +115,7 @@ class KDPM2 : public KDiffusionScheduler {
       });
       sample_ = Tensor();
       if (ancestral_) {
-        const float sigma_up = up_[idx - 1];
-        Tensor noise = need_generator(gen).randn(sample.shape());
-        float* o = out.data<float>();
-        const float* e = noise.data<float>();
-        for (int64_t k = 0; k < out.numel(); ++k) o[k] = o[k] + e[k] * sigma_up;
+        add_fresh_noise(out, need_generator(gen), up_[idx - 1]);
       }
     }
     advance();

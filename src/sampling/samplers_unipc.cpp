@@ -102,11 +102,7 @@ class UniPC : public Scheduler {
   float final_sigma() const override { return sigmas_.back(); }
 
   Tensor add_noise(const Tensor& original, const Tensor& noise, int i) const override {
-    check_same_shape(original, noise, "add_noise");
-    const AlphaSigma as = alpha_sigma(sigmas_.at(size_t(i)));
-    const float* x = f32(original, "add_noise original");
-    const float* e = f32(noise, "add_noise noise");
-    return map(original, [&](int64_t k) { return as.alpha * x[k] + as.sigma * e[k]; });
+    return add_noise_at_sigma(original, noise, sigmas_.at(size_t(i)));
   }
 
   Tensor step(const Tensor& model_output, int i, const Tensor& sample_in, Generator*) override {

@@ -298,5 +298,20 @@ AlphaSigma alpha_sigma(float sigma) {
   return r;
 }
 
+void add_fresh_noise(Tensor& out, Generator& gen, float scale) {
+  Tensor noise = gen.randn(out.shape());
+  float* o = out.data<float>();
+  const float* e = noise.data<float>();
+  for (int64_t k = 0; k < out.numel(); ++k) o[k] = o[k] + scale * e[k];
+}
+
+Tensor add_noise_at_sigma(const Tensor& original, const Tensor& noise, float sigma) {
+  check_same_shape(original, noise, "add_noise");
+  const AlphaSigma as = alpha_sigma(sigma);
+  const float* x = f32(original, "add_noise original");
+  const float* e = f32(noise, "add_noise noise");
+  return map(original, [&](int64_t k) { return as.alpha * x[k] + as.sigma * e[k]; });
+}
+
 }  // namespace detail
 }  // namespace diffuse::sampling

@@ -77,6 +77,10 @@ struct AlphaSigma {
   float alpha, sigma, lambda;
 };
 AlphaSigma alpha_sigma(float sigma);
+// Ancestral and DDPM-style steps: out += scale * noise, the noise drawn from gen in out's shape.
+void add_fresh_noise(Tensor& out, Generator& gen, float scale);
+// Their noising alpha_t * original + sigma_t * noise at a k-diffusion sigma.
+Tensor add_noise_at_sigma(const Tensor& original, const Tensor& noise, float sigma);
 
 void reject_unsupported(const SchedulerConfig& c, const char* class_name);
 

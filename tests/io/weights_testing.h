@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "io/weights.h"
 
 namespace diffuse::test {
 
@@ -255,6 +256,17 @@ inline void flip_bit(const std::string& path, size_t pos, int bit) {
   c = char(c ^ (1 << bit));
   f.seekp(std::streamoff(pos));
   f.write(&c, 1);
+}
+
+// Flips the bits (byte, bit) of the file at `path`, loads it as error_or_load does, and flips
+// them back. Returns 1 for an Error, 0 for a load.
+inline int load_with_flips(const std::string& path,
+                           const std::vector<std::pair<size_t, int>>& flips,
+                           const std::string& what) {
+  for (auto [p, b] : flips) flip_bit(path, p, b);
+  const int e = error_or_load([&] { diffuse::io::load_weights(path); }, what);
+  for (auto r = flips.rbegin(); r != flips.rend(); ++r) flip_bit(path, r->first, r->second);
+  return e;
 }
 
 inline void put_le(std::string& b, size_t pos, uint64_t v, int n) {

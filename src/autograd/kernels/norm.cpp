@@ -28,6 +28,23 @@ Stats stats(const float* x, int64_t n, float eps) {
   return {mean, 1.0 / std::sqrt(v / double(n) + double(eps))};
 }
 
+// The weight and bias gradients [d] from per-part sums dw, db [parts, d], added in part order
+// (deterministic whatever the threads).
+void sum_parts(const std::vector<double>& dw, const std::vector<double>& db, int64_t parts,
+               int64_t d, NormGrads& r) {
+  r.dweight = Tensor::empty({d});
+  r.dbias = Tensor::empty({d});
+  for (int64_t i = 0; i < d; ++i) {
+    double a = 0, b = 0;
+    for (int64_t p = 0; p < parts; ++p) {
+      a += dw[size_t(p * d + i)];
+      b += db[size_t(p * d + i)];
+    }
+    r.dweight.data<float>()[i] = float(a);
+    r.dbias.data<float>()[i] = float(b);
+  }
+}
+
 }  // namespace
 
 NormGrads layer_norm_backward(const Tensor& x_, const Tensor& weight, float eps, const Tensor& g_,
@@ -73,19 +90,7 @@ NormGrads layer_norm_backward(const Tensor& x_, const Tensor& weight, float eps,
       }
     }
   });
-  if (need_params) {
-    r.dweight = Tensor::empty({d});
-    r.dbias = Tensor::empty({d});
-    for (int64_t i = 0; i < d; ++i) {
-      double a = 0, b = 0;
-      for (int64_t c = 0; c < chunks; ++c) {
-        a += dw[size_t(c * d + i)];
-        b += db[size_t(c * d + i)];
-      }
-      r.dweight.data<float>()[i] = float(a);
-      r.dbias.data<float>()[i] = float(b);
-    }
-  }
+  if (need_params) sum_parts(dw, db, chunks, d, r);
   return r;
 }
 
@@ -148,19 +153,7 @@ NormGrads group_norm_backward(const Tensor& x_, int64_t groups, const Tensor& we
   });
   NormGrads r;
   if (need_dx) r.dx = gy;
-  if (need_params) {
-    r.dweight = Tensor::empty({c});
-    r.dbias = Tensor::empty({c});
-    for (int64_t cc = 0; cc < c; ++cc) {
-      double a = 0, e = 0;
-      for (int64_t i = 0; i < b; ++i) {
-        a += dw[size_t(i * c + cc)];
-        e += db[size_t(i * c + cc)];
-      }
-      r.dweight.data<float>()[cc] = float(a);
-      r.dbias.data<float>()[cc] = float(e);
-    }
-  }
+  if (need_params) sum_parts(dw, db, b, c, r);
   return r;
 }
 
