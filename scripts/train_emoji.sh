@@ -73,6 +73,8 @@ CLIP_CKPT="$WORK/clip/$(cat "$WORK/clip/last")"
 if [ ! -f "$OUT/model_index.json" ]; then
   UNET_CKPT="$WORK/unet/$(cat "$WORK/unet/last")"
   stage convert "$DIFFUSE" convert "$UNET_CKPT" "$OUT" --to diffusers --dtype f16
+  # the published CLIP vocabulary is fetched at set-up, never committed: diffuse reads it there
+  rm -f "$OUT/tokenizer/vocab.json" "$OUT/tokenizer/merges.txt"
   rm -rf "$OUT/clip" && cp -r "$CLIP_CKPT/vision" "$OUT/clip"
 fi
 du -sh "$OUT" >&2

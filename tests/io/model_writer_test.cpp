@@ -18,6 +18,7 @@
 #include "model_forms.h"
 #include "pipeline/model_export.h"
 #include "test_util.h"
+#include "tokenizer/clip_tokenizer.h"
 
 namespace diffuse::io {
 namespace {
@@ -82,6 +83,16 @@ TEST_P(ModelWriterForms, DiffusersFolderRoundTrip) {
   EXPECT_EQ(back.tokenizer_merges, files.tokenizer_merges);
   EXPECT_EQ(back.tokenizer_pad_token, files.tokenizer_pad_token);
   EXPECT_FALSE(back.tokenizer_pad_token.empty());
+  // The folder carries its vocabulary (other tools load it whole), which tokenizes as the
+  // bundle does.
+  EXPECT_FALSE(back.tokenizer_vocab.empty());
+  EXPECT_FALSE(back.tokenizer_merges.empty());
+  const auto written =
+      tokenizer::ClipTokenizer::from_pretrained_dir(out + "/tokenizer", test::data_dir());
+  EXPECT_EQ(written.vocab_size(), bundle->tokenizer().vocab_size());
+  for (const char* p : {"a photograph of an astronaut riding a horse", "world!!! don't 123",
+                        "Caf\u00e9 \u00fcber \u6771\u4eac <|endoftext|> x"})
+    EXPECT_EQ(written.encode_padded(p), bundle->tokenizer().encode_padded(p)) << p;
   if (f.kind == "diffusers") {  // the folder's own configs are written as they were
     const ModelFiles orig = open_model(f.path);
     EXPECT_EQ(back.unet_config, orig.unet_config);
