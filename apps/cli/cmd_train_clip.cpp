@@ -82,8 +82,10 @@ class ClipTask final : public train::TrainTask {
     Tensor loss;
     {
       autograd::AutocastGuard cast(a_.t.bf16);
+      const auto out = clip_->forward(Tensor::from_i64(ids, {n, len}), ops::cat(pixels, 0));
+      // Under mpirun, the logits of the whole global batch, as one process would see them.
       loss = train::clip_contrastive_loss(
-          clip_->forward(Tensor::from_i64(ids, {n, len}), ops::cat(pixels, 0)).logits_per_text);
+          train::global_clip_logits(out, clip_->logit_scale, train::world()));
     }
     return optim_->backward_and_step(loss);
   }

@@ -1,5 +1,5 @@
-// `mpirun -np 2 diffuse train unet ...` against one process with the same global batch: the
-// same loss curve in the CSV log and the same trained weights; process 0 alone writes.
+// `mpirun -np 2 diffuse train unet|clip ...` against one process with the same global batch:
+// the same loss curve in the CSV log and the same trained weights; process 0 alone writes.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +11,7 @@
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "test_util.h"
+#include "train_test_util.h"
 
 using namespace diffuse;
 namespace fs = std::filesystem;
@@ -57,6 +58,24 @@ std::vector<Row> read_log(const std::string& path) {
   return rows;
 }
 
+// The relative L2 difference of two weight files' tensors (the same names and shapes).
+double relative_difference(const std::string& a, const std::string& b) {
+  const io::TensorMap wa = io::load_safetensors(a), wb = io::load_safetensors(b);
+  EXPECT_EQ(wa.size(), wb.size());
+  double diff = 0, norm = 0;
+  for (const auto& [name, t] : wa) {
+    EXPECT_TRUE(wb.count(name)) << name;
+    if (!wb.count(name)) return INFINITY;
+    const auto x = t.to_float_vector(), y = wb.at(name).to_float_vector();
+    EXPECT_EQ(x.size(), y.size()) << name;
+    for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
+      diff += (double(x[i]) - y[i]) * (double(x[i]) - y[i]);
+      norm += double(x[i]) * x[i];
+    }
+  }
+  return std::sqrt(diff / norm);
+}
+
 }  // namespace
 
 TEST(DistributedCli, TwoProcessesTrainAsOne) {
@@ -92,17 +111,36 @@ TEST(DistributedCli, TwoProcessesTrainAsOne) {
   const std::string rel = "/checkpoint-2/unet/diffusion_pytorch_model.safetensors";
   ASSERT_TRUE(fs::exists(one + rel)) << one + rel;
   ASSERT_TRUE(fs::exists(two + rel)) << two + rel;
-  const io::TensorMap wa = io::load_safetensors(one + rel), wb = io::load_safetensors(two + rel);
-  ASSERT_EQ(wa.size(), wb.size());
-  double diff = 0, norm = 0;
-  for (const auto& [name, t] : wa) {
-    ASSERT_TRUE(wb.count(name)) << name;
-    const auto x = t.to_float_vector(), y = wb.at(name).to_float_vector();
-    ASSERT_EQ(x.size(), y.size()) << name;
-    for (size_t i = 0; i < x.size(); ++i) {
-      diff += (double(x[i]) - y[i]) * (double(x[i]) - y[i]);
-      norm += double(x[i]) * x[i];
-    }
+  EXPECT_LE(relative_difference(one + rel, two + rel), 1e-5)
+      << "relative L2 difference of the trained UNets";
+}
+
+// CLIP's contrastive loss does not split into per-sample parts: each process gathers the
+// others' embeddings and computes the whole batch's loss, which makes two processes train as
+// one.
+TEST(DistributedCli, TwoProcessesTrainClipAsOne) {
+  if (test::mpirun(2).empty()) GTEST_SKIP() << "built without MPI";
+  const std::string args = " train clip --config " + test::tiny_clip_config(test::temp_dir()) +
+                           " --data " + make_data() +
+                           " --batch-size 4 --steps 3 --lr 1e-3 --seed 5 --save-every 0 -q -o ";
+  const std::string one = test::temp_dir() + "/clip-one", two = test::temp_dir() + "/clip-two";
+  std::string out;
+  const int rc =
+      test::run_command("OMP_NUM_THREADS=1 " + test::cli_path() + args + one + " 2>&1", &out);
+  if (rc != 0 && out.find("fetch_data") != std::string::npos)
+    GTEST_SKIP() << "no CLIP vocabulary: " << out;
+  ASSERT_EQ(rc, 0) << out;
+  ASSERT_EQ(test::run_command(test::mpirun(2) + test::cli_path() + args + two + " 2>&1", &out), 0)
+      << out;
+  const std::vector<Row> a = read_log(one + "/log.csv"), b = read_log(two + "/log.csv");
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NEAR(b[i].loss, a[i].loss, 1e-5 * std::abs(a[i].loss)) << "step " << i + 1;
+    EXPECT_NEAR(b[i].grad_norm, a[i].grad_norm, 1e-5 * a[i].grad_norm) << "step " << i + 1;
   }
-  EXPECT_LE(std::sqrt(diff / norm), 1e-5) << "relative L2 difference of the trained UNets";
+  EXPECT_NE(a[0].loss, a[2].loss);
+  const std::string rel = "/checkpoint-3/model.safetensors";
+  EXPECT_LE(relative_difference(one + rel, two + rel), 1e-5)
+      << "relative L2 difference of the trained CLIPs";
 }

@@ -23,6 +23,7 @@
 #include "test_util.h"
 #include "train/dataset.h"
 #include "train/r_precision.h"
+#include "train_test_util.h"
 
 using namespace diffuse;
 namespace fs = std::filesystem;
@@ -93,17 +94,6 @@ void expect_same_tensors(const io::TensorMap& a, const io::TensorMap& b, const s
     EXPECT_EQ(test::rel_error(t.to(DType::F32), b.at(name).to(DType::F32)), 0.0)
         << what << ": " << name;
   }
-}
-
-// A tiny CLIPConfig (the published vocabulary, 16 tokens, 32px images); returns its path.
-std::string tiny_clip_config() {
-  const std::string cfg = test::temp_dir() + "/clip.json";
-  std::ofstream(cfg) << R"({"projection_dim": 16,
-    "text_config": {"vocab_size": 49408, "hidden_size": 32, "intermediate_size": 64,
-                    "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 16},
-    "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                      "num_attention_heads": 2, "image_size": 32, "patch_size": 8}})";
-  return cfg;
 }
 
 std::string unet_args(const std::string& model, const std::string& out) {
@@ -322,7 +312,7 @@ TEST(TrainCli, VaeScalingFactorIsMeasuredOrGiven) {
 }
 
 TEST(TrainCli, ClipLossFalls) {
-  const std::string o = test::temp_dir() + "/clip", cfg = tiny_clip_config();
+  const std::string o = test::temp_dir() + "/clip", cfg = test::tiny_clip_config(test::temp_dir());
   std::string out;
   const int rc = test::run_command(test::cli_path() + " train clip --config " + cfg + " --data " +
                                        make_data() + " -o " + o +
@@ -343,10 +333,11 @@ TEST(TrainCli, ClipLossFalls) {
 TEST(TrainCli, ClipCheckpointPartsGiveTheFullModelsEmbeddings) {
   const std::string o = test::temp_dir() + "/clip-parts";
   std::string out;
-  const int rc = test::run_command(test::cli_path() + " train clip --config " + tiny_clip_config() +
-                                       " --data " + make_data() + " -o " + o +
-                                       " --batch-size 4 --steps 2 --lr 1e-2 -t 1 -q 2>&1",
-                                   &out);
+  const int rc =
+      test::run_command(test::cli_path() + " train clip --config " +
+                            test::tiny_clip_config(test::temp_dir()) + " --data " + make_data() +
+                            " -o " + o + " --batch-size 4 --steps 2 --lr 1e-2 -t 1 -q 2>&1",
+                        &out);
   if (rc != 0 && out.find("fetch_data") != std::string::npos)
     GTEST_SKIP() << "no CLIP vocabulary: " << out;
   ASSERT_EQ(rc, 0) << out;
@@ -386,8 +377,9 @@ TEST(TrainCli, ClipCheckpointPartsGiveTheFullModelsEmbeddings) {
   EXPECT_EQ(test::rel_error(text.encode(ids, 1), full->text_model.forward(ids).last_hidden_state),
             0);
   // --save-dtype f16: every model file in f16, the parts still load.
-  ASSERT_EQ(test::run_command(test::cli_path() + " train clip --config " + tiny_clip_config() +
-                                  " --data " + make_data() + " -o " + o +
+  ASSERT_EQ(test::run_command(test::cli_path() + " train clip --config " +
+                                  test::tiny_clip_config(test::temp_dir()) + " --data " +
+                                  make_data() + " -o " + o +
                                   "-f16 --batch-size 4 --steps 2 --lr 1e-2 --save-dtype f16 -t 1 "
                                   "-q 2>&1",
                               &out),
@@ -418,10 +410,10 @@ TEST(TrainCli, UNetFromScratchOnTrainedPartsIsAPipeline) {
                               &out),
             0)
       << out;
-  const int rc = test::run_command(test::cli_path() + " train clip --config " + tiny_clip_config() +
-                                       " --data " + data + " -o " + dir +
-                                       "/clip --batch-size 4 --steps 1 -t 1 -q 2>&1",
-                                   &out);
+  const int rc = test::run_command(
+      test::cli_path() + " train clip --config " + test::tiny_clip_config(test::temp_dir()) +
+          " --data " + data + " -o " + dir + "/clip --batch-size 4 --steps 1 -t 1 -q 2>&1",
+      &out);
   if (rc != 0 && out.find("fetch_data") != std::string::npos)
     GTEST_SKIP() << "no CLIP vocabulary: " << out;
   ASSERT_EQ(rc, 0) << out;

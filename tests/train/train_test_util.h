@@ -1,8 +1,10 @@
 // Shared by the training tests: seeded random values and a small random UNet.
 #pragma once
 #include <cstdint>
+#include <fstream>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "models/unet/unet_2d_condition.h"
@@ -21,6 +23,18 @@ inline std::vector<float> seeded_normal(int64_t n, uint32_t seed, float scale = 
 
 inline Tensor seeded_randn(const Shape& s, uint32_t seed, float scale = 1.f) {
   return Tensor::from_vector(seeded_normal(shape_numel(s), seed, scale), s);
+}
+
+// A CLIPConfig file (dir/clip.json) of a tiny CLIP: 32 wide, one layer per tower, 32 px images,
+// 16 tokens.
+inline std::string tiny_clip_config(const std::string& dir) {
+  const std::string cfg = dir + "/clip.json";
+  std::ofstream(cfg) << R"({"projection_dim": 16,
+    "text_config": {"vocab_size": 49408, "hidden_size": 32, "intermediate_size": 64,
+                    "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 16},
+    "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                      "num_attention_heads": 2, "image_size": 32, "patch_size": 8}})";
+  return cfg;
 }
 
 // Every parameter of `m` random N(0, scale^2), the i-th (in named_parameters order) drawn with
