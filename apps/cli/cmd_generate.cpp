@@ -188,6 +188,10 @@ Command generate_cmd(
           ->capture_default_str();
       sub.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
       add_precision_option(sub, a->precision);
+      sub.add_flag("--vae-tiling", r.vae_tiling,
+                   "Decode images larger than the VAE's tile (its sample_size, 512 px for SD) in "
+                   "overlapping tiles, as diffusers' enable_vae_tiling(): the decoder's memory "
+                   "stays one tile's at any size; seams are blended over a quarter of a tile");
       sub.add_flag("-q,--quiet", a->quiet, "No progress bar");
       sub.footer(
           "Examples:\n"

@@ -270,7 +270,8 @@ GenerateResult generate(ModelBundle& model, const GenerateRequest& req, const Pr
     });
     all_latents.push_back(lat);
     for (int64_t i = 0; i < lat.size(0); ++i) {
-      Tensor img = model.vae().decode(ops::scale(lat.slice(0, i, i + 1), 1.0f / sf));
+      const Tensor z = ops::scale(lat.slice(0, i, i + 1), 1.0f / sf);
+      Tensor img = req.vae_tiling ? model.vae().decode_tiled(z) : model.vae().decode(z);
       auto imgs = tensor_to_images(img);
       res.images.push_back(std::move(imgs[0]));
       res.seeds.push_back(first_seed + i);

@@ -25,6 +25,9 @@ struct GenerateRequest {
   int batch_count = 1;          // batches, one after another
   int64_t clip_skip = 0;        // 0 = the family's default
   float eta = 0.0f;             // DDIM / TCD noise
+  // Decode images larger than the VAE's sample_size in overlapping tiles (diffusers'
+  // enable_vae_tiling): the decoder's memory stays one tile's at any size.
+  bool vae_tiling = false;
 
   // img2img: an image [1, 3, H, W] in [-1, 1] (H, W = height, width) and the strength.
   Tensor init_image;

@@ -29,6 +29,10 @@ VaeConfig VaeConfig::from_json(const nlohmann::json& j) {
     get("scaling_factor", c.scaling_factor);
     get("use_quant_conv", c.use_quant_conv);
     get("use_post_quant_conv", c.use_post_quant_conv);
+    if (j.contains("sample_size") && j["sample_size"].is_array() && !j["sample_size"].empty())
+      c.sample_size = j["sample_size"][0].get<int64_t>();
+    else
+      get("sample_size", c.sample_size);
   } catch (const nlohmann::json::exception& e) {
     DF_FAIL("vae config.json: ", e.what());
   }
@@ -50,7 +54,8 @@ nlohmann::json VaeConfig::to_json() const {
           {"norm_num_groups", norm_num_groups},
           {"scaling_factor", json_float(scaling_factor)},
           {"use_quant_conv", use_quant_conv},
-          {"use_post_quant_conv", use_post_quant_conv}};
+          {"use_post_quant_conv", use_post_quant_conv},
+          {"sample_size", sample_size}};
 }
 
 VaeConfig VaeConfig::infer(const io::TensorMap& w) {
@@ -226,6 +231,93 @@ Tensor AutoencoderKL::decode(const Tensor& latents) const {
            "vae: latents must be [B, ", config_.latent_channels, ", h, w], got ", latents.desc());
   Tensor z = post_quant_conv ? post_quant_conv->forward(latents) : latents;
   return decoder.forward(z);
+}
+
+Tensor AutoencoderKL::decode_tiled(const Tensor& latents) const {
+  DF_CHECK(latents.dim() == 4 && latents.size(1) == config_.latent_channels,
+           "vae: latents must be [B, ", config_.latent_channels, ", h, w], got ", latents.desc());
+  const int64_t tile_latent = config_.sample_size / scale_factor();
+  DF_CHECK(tile_latent >= 4, "vae: sample_size ", config_.sample_size, " is too small to tile");
+  if (latents.size(2) <= tile_latent && latents.size(3) <= tile_latent) return decode(latents);
+  return tiled_decode(latents, tile_latent, config_.sample_size,
+                      [this](const Tensor& tile) { return decode(tile); });
+}
+
+namespace {
+
+// b's first rows (dim 2, vertical) or columns (dim 3) blended from a's last ones, in place:
+// b = a * (1 - k / e) + b * (k / e) for k < e = min(a's, b's, extent), as diffusers' blend_v/h.
+void blend(const Tensor& a, Tensor& b, int64_t extent, int dim) {
+  const int64_t bc = b.size(0) * b.size(1), ha = a.size(2), wa = a.size(3), hb = b.size(2),
+                wb = b.size(3);
+  const int64_t e = std::min({dim == 2 ? ha : wa, dim == 2 ? hb : wb, extent});
+  const float* pa = a.data<float>();
+  float* pb = b.data<float>();
+  for (int64_t k = 0; k < e; ++k) {
+    const float wb_ = float(double(k) / double(e)), wa_ = float(1.0 - double(k) / double(e));
+    for (int64_t p = 0; p < bc; ++p) {
+      if (dim == 2) {
+        const float* ra = pa + (p * ha + ha - e + k) * wa;
+        float* rb = pb + (p * hb + k) * wb;
+        for (int64_t x = 0; x < std::min(wa, wb); ++x) rb[x] = ra[x] * wa_ + rb[x] * wb_;
+      } else {
+        for (int64_t y = 0; y < std::min(ha, hb); ++y) {
+          const float va = pa[(p * ha + y) * wa + wa - e + k];
+          float& vb = pb[(p * hb + y) * wb + k];
+          vb = va * wa_ + vb * wb_;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Tensor tiled_decode(const Tensor& latents, int64_t tile_latent, int64_t tile_sample,
+                    const std::function<Tensor(const Tensor&)>& decode_tile) {
+  const int64_t overlap = int64_t(double(tile_latent) * (1 - 0.25));
+  const int64_t extent = int64_t(double(tile_sample) * 0.25), limit = tile_sample - extent;
+  const int64_t h = latents.size(2), w = latents.size(3);
+  DF_CHECK(overlap > 0 && limit > 0, "vae: tiles of ", tile_latent, " latents are too small");
+  std::vector<std::vector<Tensor>> rows;
+  for (int64_t i = 0; i < h; i += overlap) {
+    std::vector<Tensor>& row = rows.emplace_back();
+    for (int64_t j = 0; j < w; j += overlap) {
+      const Tensor tile = latents.slice(2, i, std::min(h, i + tile_latent))
+                              .slice(3, j, std::min(w, j + tile_latent))
+                              .contiguous();
+      row.push_back(decode_tile(tile).contiguous());
+    }
+  }
+  // Blend in diffusers' order (each tile with its already blended neighbours), then cut.
+  int64_t out_h = 0, out_w = 0;
+  for (size_t i = 0; i < rows.size(); ++i)
+    for (size_t j = 0; j < rows[i].size(); ++j) {
+      Tensor& t = rows[i][j];
+      if (i > 0) blend(rows[i - 1][j], t, extent, 2);
+      if (j > 0) blend(rows[i][j - 1], t, extent, 3);
+      if (j == 0) out_h += std::min(t.size(2), limit);
+      if (i == 0) out_w += std::min(t.size(3), limit);
+    }
+  const Tensor& first = rows[0][0];
+  const int64_t bc = first.size(0) * first.size(1);
+  Tensor out = Tensor::empty({first.size(0), first.size(1), out_h, out_w});
+  float* po = out.data<float>();
+  int64_t y0 = 0;
+  for (const auto& row : rows) {
+    int64_t x0 = 0;
+    const int64_t th = std::min(row[0].size(2), limit);
+    for (const Tensor& t : row) {
+      const int64_t tw = std::min(t.size(3), limit), sh = t.size(2), sw = t.size(3);
+      const float* pt = t.data<float>();
+      for (int64_t p = 0; p < bc; ++p)
+        for (int64_t y = 0; y < th; ++y)
+          std::copy_n(pt + (p * sh + y) * sw, tw, po + (p * out_h + y0 + y) * out_w + x0);
+      x0 += tw;
+    }
+    y0 += th;
+  }
+  return out;
 }
 
 }  // namespace diffuse::models

@@ -1,5 +1,6 @@
 // AutoencoderKL: the VAE that maps images to latents and back (diffusers' names).
 #pragma once
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -18,6 +19,7 @@ struct VaeConfig {
   float scaling_factor = 0.18215f;
   bool use_quant_conv = true;
   bool use_post_quant_conv = true;
+  int64_t sample_size = 512;  // pixels; the tile of tiled decoding (as diffusers)
 
   static VaeConfig from_json(const nlohmann::json& j);
   // diffusers' config.json fields (from_json(to_json()) gives this config back).
@@ -89,6 +91,10 @@ class AutoencoderKL : public nn::Module {
   LatentDistribution encode(const Tensor& image) const;
   // unscaled latents -> image in about [-1, 1]
   Tensor decode(const Tensor& latents) const;
+  // The same in tiles, as diffusers' enable_vae_tiling(): latents larger than a tile
+  // (sample_size / scale_factor) are decoded in overlapping tiles (see tiled_decode), so that
+  // the memory is one tile's whatever the image's size; others decode whole.
+  Tensor decode_tiled(const Tensor& latents) const;
   const VaeConfig& config() const { return config_; }
   // Spatial downscale factor (8 for SD).
   int64_t scale_factor() const { return int64_t(1) << (config_.block_out_channels.size() - 1); }
@@ -100,5 +106,12 @@ class AutoencoderKL : public nn::Module {
  private:
   VaeConfig config_;
 };
+
+// diffusers' AutoencoderKL.tiled_decode over any per-tile decoder: latent tiles of
+// `tile_latent`, started every 3/4 of a tile, each decoded alone to `tile_sample` pixels a side;
+// each tile is blended linearly into the one above and the one to its left over a quarter of a
+// tile (those already blended), cut to 3/4 of a tile and the tiles laid edge to edge.
+Tensor tiled_decode(const Tensor& latents, int64_t tile_latent, int64_t tile_sample,
+                    const std::function<Tensor(const Tensor&)>& decode_tile);
 
 }  // namespace diffuse::models
