@@ -83,6 +83,9 @@ Command serve_cmd(
           ->check(CLI::Range(8, 16384));
       sub.add_option("-m,--model", o.default_model,
                      "The model used when a request names none (default: the first)");
+      sub.add_flag("--vae-tiling", o.vae_tiling,
+                   "Decode images larger than the VAE's tile (512 px for SD) in overlapping "
+                   "tiles: the decoder's memory stays one tile's at any size");
       sub.add_option("--lora-dir", o.lora_dir,
                      "Folder of LoRA files (kohya .safetensors) that prompts apply with "
                      "<lora:NAME:WEIGHT>");

@@ -213,9 +213,11 @@ json parse_json_object(const std::string& body) {
   return j;
 }
 
-// The request's LoRA files: <lora:NAME:WEIGHT> prompt tags name files of the server's LoRA
-// folder. Checked here, so that a bad tag or a missing file is answered 422 before the job queues.
+// The server's own settings of a request, and its LoRA files: <lora:NAME:WEIGHT> prompt tags
+// name files of the server's LoRA folder. Checked here, so that a bad tag or a missing file is
+// answered 422 before the job queues.
 static void resolve_loras(pipeline::GenerateRequest& req, const RequestDefaults& d) {
+  req.vae_tiling = d.vae_tiling;
   req.lora_dir = d.lora_dir;
   try {
     pipeline::request_loras(req);

@@ -18,6 +18,7 @@ struct RequestDefaults {
   int64_t clip_skip = 0;  // A1111's CLIP_stop_at_last_layers; 0 = the model family's default
   int max_size = 2048;    // the largest width or height
   std::string lora_dir;   // where <lora:NAME:WEIGHT> prompt tags find NAME.safetensors
+  bool vae_tiling = false;  // decode large images in tiles (serve --vae-tiling)
 };
 
 // The body as a JSON object: 400 for malformed JSON, 422 for another JSON value.

@@ -96,6 +96,7 @@ struct Server::Impl {
               opt.threads) {
     DF_CHECK(opt.max_size >= 8, "--max-size must be at least 8, got ", opt.max_size);
     defaults.max_size = opt.max_size;
+    defaults.vae_tiling = opt.vae_tiling;
     if (!opt.lora_dir.empty()) {
       DF_CHECK(std::filesystem::is_directory(opt.lora_dir), "--lora-dir ", opt.lora_dir,
                ": not a folder");

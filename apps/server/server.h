@@ -28,6 +28,7 @@ struct ServerOptions {
   int threads = 0;            // CPU threads per generation (0: all cores)
   int http_threads = 32;      // connections served at once
   bool log_requests = false;  // one line per request on stderr
+  bool vae_tiling = false;    // decode images larger than the VAE's tile in tiles
 };
 
 class Server {

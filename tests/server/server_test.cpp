@@ -603,6 +603,42 @@ TEST_F(LoraServerTest, PromptTagsApplyLoraFiles) {
   EXPECT_EQ(s3, 422) << err3.dump();
 }
 
+class TiledServerTest : public ServerTest {
+  void customize(ServerOptions& o) override { o.vae_tiling = true; }
+};
+
+// serve --vae-tiling decodes images larger than the VAE's tile (the tiny VAE's: 128 px) in
+// tiles: the same image as a plain server's at one tile, another one above.
+TEST_F(TiledServerTest, LargeImagesDecodeInTiles) {
+  ServerOptions o;
+  o.model_dir = model_dir();
+  o.port = 0;
+  o.max_size = 256;
+  o.data_dir = test::data_dir();
+  o.threads = 1;
+  Server plain(o);
+  plain.start();
+  ASSERT_GT(plain.port(), 0);
+  auto image = [&](int port, int side) {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(120, 0);
+    const json body = {
+        {"prompt", "a cat"}, {"seed", 5}, {"steps", 1}, {"width", side}, {"height", side}};
+    auto r = c.Post("/sdapi/v1/txt2img", body.dump(), "application/json");
+    EXPECT_TRUE(r && r->status == 200);
+    if (!r || r->status != 200) return std::vector<uint8_t>();
+    const json j = json::parse(r->body);
+    return io::decode_image(base64_decode(j["images"][0].get<std::string>())).pixels;
+  };
+  const auto tiled_small = image(server_->port(), 64), plain_small = image(plain.port(), 64);
+  ASSERT_FALSE(tiled_small.empty());
+  EXPECT_EQ(tiled_small, plain_small);
+  const auto tiled_big = image(server_->port(), 256), plain_big = image(plain.port(), 256);
+  ASSERT_EQ(tiled_big.size(), plain_big.size());
+  EXPECT_NE(tiled_big, plain_big);
+  plain.stop();
+}
+
 // Without --host the listening socket is bound to 127.0.0.1 only (read from /proc/net/tcp,
 // so no traffic leaves loopback).
 TEST_F(ServerTest, BindsLoopbackByDefault) {
