@@ -91,9 +91,10 @@ int run_generate(GenerateArgs& a) {
   }
   pipeline::validate_request(*model, req);
   const int64_t clip_skip = req.clip_skip > 0 ? req.clip_skip : model->default_clip_skip();
-  std::fprintf(stderr, "diffuse: %s, %lldx%lld, %d steps of %s, seed %lld\n",
+  std::fprintf(stderr, "diffuse: %s, %lldx%lld, %d steps of %s, seed %lld, %s, %d threads\n",
                pipeline::family_name(model->family, model->inpaint), (long long)req.width,
-               (long long)req.height, req.steps, req.sampler.c_str(), (long long)req.seed);
+               (long long)req.height, req.steps, req.sampler.c_str(), (long long)req.seed,
+               pipeline::precision_name(model->precision()), num_threads());
 
   const int per_batch = pipeline::steps_per_batch(*model, req);
   Progress bar("sampling", int64_t(per_batch) * req.batch_count, !a.quiet);
