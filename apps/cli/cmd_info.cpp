@@ -1,11 +1,14 @@
 // diffuse info: what a model file holds.
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "apps/cli/command.h"
 #include "apps/cli/common.h"
+#include "io/gguf.h"
+#include "io/weights.h"
 
 namespace diffuse::cli {
 namespace {
@@ -55,6 +58,11 @@ Command info_cmd(
                              {"activation", tc.hidden_act},
                              {"default_clip_skip", b->default_clip_skip()}};
         j["ignored_tensors"] = f.ignored.size();
+        // A GGUF file's own tensor types: quantized ones are dequantized at load (the
+        // components' dtypes above are those in memory).
+        if (std::filesystem::is_regular_file(f.path) &&
+            io::detect_weight_format(f.path) == io::WeightFormat::Gguf)
+          j["gguf_tensor_types"] = io::gguf_tensor_types(f.path);
         if (a->json) {
           std::printf("%s\n", j.dump().c_str());
           return 0;
@@ -78,6 +86,12 @@ Command info_cmd(
                     (long long)tc.hidden_size, (long long)tc.num_hidden_layers,
                     (long long)tc.published_layers(), heads.c_str(), tc.hidden_act.c_str(),
                     (long long)b->default_clip_skip());
+        if (j.contains("gguf_tensor_types")) {
+          std::string types;
+          for (auto& [k, v] : j["gguf_tensor_types"].items())
+            types += (types.empty() ? "" : ", ") + k + " x " + std::to_string(v.get<int64_t>());
+          std::printf("stored:  %s (quantized tensors are dequantized at load)\n", types.c_str());
+        }
         if (!f.ignored.empty())
           std::printf("ignored: %zu tensors outside the three components\n", f.ignored.size());
         return 0;

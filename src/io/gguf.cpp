@@ -363,9 +363,16 @@ void ggml_dequantize(GgmlType type, const void* blocks, float* out, int64_t n) {
     dequantize_block(type, b + size_t(k) * ggml_block_bytes(type), out + k * be);
 }
 
-TensorMap load_gguf(const std::string& path, Metadata* metadata, DType dequantized) {
-  DF_CHECK(dequantized == DType::F32 || dequantized == DType::BF16,
-           "load_gguf: quantized tensors dequantize to f32 or bf16, not ", dtype_name(dequantized));
+namespace {
+
+// A GGUF file's header: its tensors (checked) and where their data starts.
+struct GgufIndex {
+  std::shared_ptr<MappedFile> file;
+  std::vector<TensorInfo> infos;
+  uint64_t data_start = 0;
+};
+
+GgufIndex read_index(const std::string& path, Metadata* metadata) {
   auto file = MappedFile::open(path);
   Reader r(*file);
   r.need(4);
@@ -431,10 +438,27 @@ TensorMap load_gguf(const std::string& path, Metadata* metadata, DType dequantiz
   }
   const uint64_t data_start =
       std::min<uint64_t>((r.pos() + alignment - 1) / alignment * alignment, file->size());
-  const uint64_t data_size = file->size() - data_start;
-  const auto* data = reinterpret_cast<const uint8_t*>(file->data()) + data_start;
+  return {file, std::move(infos), data_start};
+}
+
+}  // namespace
+
+std::map<std::string, int64_t> gguf_tensor_types(const std::string& path) {
+  std::map<std::string, int64_t> out;
+  for (const TensorInfo& t : read_index(path, nullptr).infos)
+    out[ggml_type_name(uint32_t(t.type))] += 1;
+  return out;
+}
+
+TensorMap load_gguf(const std::string& path, Metadata* metadata, DType dequantized) {
+  DF_CHECK(dequantized == DType::F32 || dequantized == DType::BF16,
+           "load_gguf: quantized tensors dequantize to f32 or bf16, not ", dtype_name(dequantized));
+  const GgufIndex index = read_index(path, metadata);
+  const auto& file = index.file;
+  const uint64_t data_size = file->size() - index.data_start;
+  const auto* data = reinterpret_cast<const uint8_t*>(file->data()) + index.data_start;
   TensorMap out;
-  for (const TensorInfo& t : infos) {
+  for (const TensorInfo& t : index.infos) {
     DF_CHECK(t.offset <= data_size && t.nbytes <= data_size - t.offset, path, ": tensor '", t.name,
              "' data [", t.offset, ", +", t.nbytes, ") lies outside the file's ", data_size,
              " data bytes (truncated file?)");

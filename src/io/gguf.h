@@ -3,6 +3,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <string>
 
 namespace diffuse::io {
 
@@ -40,6 +42,9 @@ bool ggml_type_quantized(GgmlType type);
 // Elements per block (1 for plain types) and bytes per block.
 int64_t ggml_block_elements(GgmlType type);
 size_t ggml_block_bytes(GgmlType type);
+
+// How many tensors of each GGML type ("Q8_0", "F16"...) a GGUF file stores (its header only).
+std::map<std::string, int64_t> gguf_tensor_types(const std::string& path);
 
 // Dequantizes n elements (a multiple of the block size) of a quantized type to f32.
 void ggml_dequantize(GgmlType type, const void* blocks, float* out, int64_t n);

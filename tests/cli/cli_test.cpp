@@ -83,6 +83,18 @@ TEST(Cli, InfoReportsFamilyAndCounts) {
       EXPECT_GT(j["components"]["unet"]["parameters"].get<int64_t>(), 0);
       EXPECT_GT(j["components"]["vae"]["parameters"].get<int64_t>(), 0);
       EXPECT_GT(j["components"]["text_encoder"]["parameters"].get<int64_t>(), 0);
+      // A GGUF file also reports its stored types (all its tensors, quantized ones among them).
+      EXPECT_EQ(j.contains("gguf_tensor_types"), f.quantized());
+      if (f.quantized()) {
+        int64_t stored = 0;
+        for (auto& [type, n] : j["gguf_tensor_types"].items()) stored += n.get<int64_t>();
+        const int64_t loaded = j["components"]["unet"]["tensors"].get<int64_t>() +
+                               j["components"]["vae"]["tensors"].get<int64_t>() +
+                               j["components"]["text_encoder"]["tensors"].get<int64_t>() +
+                               j["ignored_tensors"].get<int64_t>();
+        EXPECT_EQ(stored, loaded);
+        EXPECT_GT(j["gguf_tensor_types"].value("Q8_0", 0), 0);
+      }
     }
   }
 }
