@@ -330,22 +330,17 @@ Tensor make_tensor(const std::shared_ptr<MappedFile>& file, const uint8_t* data,
       Tensor out = Tensor::empty(t.shape, dequantized);
       const size_t bb = ggml_block_bytes(t.type);
       const int64_t be = ggml_block_elements(t.type);
-      if (dequantized == DType::F32) {
-        float* o = out.data<float>();
-        parallel_for(numel / be, 1024, [&](int64_t b0, int64_t b1) {
-          for (int64_t b = b0; b < b1; ++b)
-            dequantize_block(t.type, data + size_t(b) * bb, o + b * be);
-        });
-      } else {
-        uint16_t* o = static_cast<uint16_t*>(out.raw_data());
-        parallel_for(numel / be, 1024, [&](int64_t b0, int64_t b1) {
-          std::vector<float> block(static_cast<size_t>(be));
-          for (int64_t b = b0; b < b1; ++b) {
-            dequantize_block(t.type, data + size_t(b) * bb, block.data());
-            for (int64_t i = 0; i < be; ++i) o[b * be + i] = float_to_bf16(block[size_t(i)]);
-          }
-        });
-      }
+      const bool to_f32 = dequantized == DType::F32;
+      parallel_for(numel / be, 1024, [&](int64_t b0, int64_t b1) {
+        std::vector<float> block(to_f32 ? 0 : static_cast<size_t>(be));  // bf16: via f32
+        for (int64_t b = b0; b < b1; ++b) {
+          float* f = to_f32 ? out.data<float>() + b * be : block.data();
+          dequantize_block(t.type, data + size_t(b) * bb, f);
+          if (to_f32) continue;
+          uint16_t* o = static_cast<uint16_t*>(out.raw_data()) + b * be;
+          for (int64_t i = 0; i < be; ++i) o[i] = float_to_bf16(f[i]);
+        }
+      });
       file->release(data, t.nbytes);  // the blocks are not read again
       return out;
     }

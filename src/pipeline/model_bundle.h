@@ -75,9 +75,10 @@ class ModelBundle {
 
   // The resolved compute precision (Fp32 or Bf16).
   Precision precision() const { return precision_; }
-  // Holds, while it lives, the calling thread's precision for products between activations
-  // (attention) at the models' own: bf16 models run those in bf16 too. Every caller of the
-  // models enters one (`auto scope = model.compute_scope();`).
+  // Holds, while it lives, the calling thread's compute precision (ops::PrecisionScope) at the
+  // models' own: a bf16 model runs its attention, and the products with weights stored in f32,
+  // in bf16 only inside it. Every caller of the models enters one
+  // (`auto scope = model.compute_scope();`).
   ops::PrecisionScope compute_scope() const;
 
   // Published default clip skip (SD1: 1, SD2: 2, counted as A1111 does).
