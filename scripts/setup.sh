@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(build-essential cmake ninja-build pkg-config git libdnnl-dev libstb-dev nlohmann-json3-dev
+PKGS=(build-essential cmake ninja-build pkg-config git libstb-dev nlohmann-json3-dev
+      # oneDNN's CMake config looks for OpenCL (only a Recommends of libdnnl-dev, skipped below)
+      libdnnl-dev ocl-icd-opencl-dev
       libcli11-dev libcpp-httplib-dev libzip-dev libgtest-dev libgmock-dev libbenchmark-dev
       libopenmpi-dev openmpi-bin  # data-parallel training (mpirun -np N diffuse train)
       chromium)  # chromium: the web page's browser test (tests/server/ui.test.mjs)

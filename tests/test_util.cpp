@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -16,6 +17,40 @@ namespace fs = std::filesystem;
 std::string reference_dir() {
   if (const char* e = std::getenv("DIFFUSE_REFERENCE_DIR"); e && *e) return e;
   return (fs::path(DIFFUSE_SOURCE_DIR) / ".." / "shared" / "reference").lexically_normal().string();
+}
+
+bool reference_kind_supported(const std::string& kind) {
+  // The families of pipeline::ModelBundle. SDXL and ControlNet folders join as they land.
+  for (const char* k : {"sd1", "sd2", "sd1-inpaint"})
+    if (kind == k) return true;
+  return false;
+}
+
+std::vector<std::string> reference_model_folders() {
+  static const std::vector<std::string> folders = [] {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(reference_dir(), ec)) {
+      const fs::path ref = e.path() / "reference.json";
+      if (!e.is_directory() || !fs::exists(ref)) continue;
+      const std::string name = e.path().filename().string();
+      std::ifstream in(ref);
+      const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+      const std::string kind = j.is_object() ? j.value("kind", "") : "";
+      if (kind.empty()) {
+        std::fprintf(stderr, "[reference] skipping %s: not a model folder (its reference.json names no kind)\n",
+                     name.c_str());
+      } else if (!reference_kind_supported(kind)) {
+        std::fprintf(stderr, "[reference] skipping %s: model kind '%s' is not supported yet\n",
+                     name.c_str(), kind.c_str());
+      } else if (fs::exists(e.path() / "reference.safetensors")) {
+        out.push_back(name);
+      }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }();
+  return folders;
 }
 
 std::string reference_path(const std::string& rel) {

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -11,6 +12,13 @@ namespace diffuse::test {
 
 // DIFFUSE_REFERENCE_DIR, or ../shared/reference beside the source tree.
 std::string reference_dir();
+// The reference's model folders (a reference.json naming the model's "kind" beside a
+// reference.safetensors) whose family this build runs, sorted. Every other folder holding a
+// reference.json (a family not supported yet, adapter data such as lycoris/) is skipped by name,
+// with the reason written once to stderr.
+std::vector<std::string> reference_model_folders();
+// Whether golden tests run a model of this reference "kind" (sd1, sd2, sd1-inpaint, ...).
+bool reference_kind_supported(const std::string& kind);
 // reference_dir()/rel; empty string when it does not exist.
 std::string reference_path(const std::string& rel);
 // The project's source dir and the data fetched at set-up (npm packages).

@@ -37,10 +37,10 @@ std::vector<ModelForms> reference_models() {
   std::vector<ModelForms> out;
   const std::string root = test::reference_dir();
   if (root.empty() || !fs::is_directory(root)) return out;
-  for (const auto& entry : fs::directory_iterator(root)) {
-    if (!entry.is_directory()) continue;
+  for (const std::string& name : test::reference_model_folders()) {
+    const fs::directory_entry entry(fs::path(root) / name);
     ModelForms m;
-    m.name = entry.path().filename().string();
+    m.name = name;
     if (fs::is_regular_file(entry.path() / "diffusers" / "model_index.json"))
       m.folder = (entry.path() / "diffusers").string();
     for (const char* ext : {".safetensors", ".ckpt"}) {

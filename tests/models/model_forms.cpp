@@ -15,17 +15,7 @@ static nlohmann::json read_json(const fs::path& p) {
   return nlohmann::json::parse(in);
 }
 
-std::vector<std::string> reference_models() {
-  std::vector<std::string> out;
-  fs::path root = reference_dir();
-  if (!fs::exists(root)) return out;
-  for (auto& e : fs::directory_iterator(root))
-    if (e.is_directory() && fs::exists(e.path() / "reference.json") &&
-        fs::exists(e.path() / "reference.safetensors"))
-      out.push_back(e.path().filename().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
+std::vector<std::string> reference_models() { return reference_model_folders(); }
 
 static std::string config_dir_for(const std::string& model, const nlohmann::json& ref) {
   fs::path own = fs::path(reference_dir()) / model / "diffusers";

@@ -21,17 +21,7 @@ const Tensor& need(const ReferenceModel& m, const std::string& key) {
 
 }  // namespace
 
-std::vector<std::string> reference_model_names() {
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(reference_dir(), ec)) {
-    if (e.is_directory() && fs::exists(e.path() / "reference.json") &&
-        fs::exists(e.path() / "reference.safetensors"))
-      names.push_back(e.path().filename().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
+std::vector<std::string> reference_model_names() { return reference_model_folders(); }
 
 ReferenceModel load_reference_model(const std::string& name) {
   ReferenceModel m;

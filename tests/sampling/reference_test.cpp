@@ -3,6 +3,8 @@
 // start at the same timestep see the same first model output (the input is pipe.latents0 for
 // all of them), so that output can be recovered from one sampler's first recorded step and must
 // then reproduce the first recorded step of every other.
+#include <cstdlib>
+#include <filesystem>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -54,6 +56,20 @@ double min_abs_diff(const Tensor& a, const Tensor& b) {
 }
 
 }  // namespace
+
+// Without the reference data every golden test would skip and the run would look green:
+// that is a failure unless DIFFUSE_ALLOW_NO_REFERENCE=1 says the run may go without it.
+TEST(ReferenceData, PresentUnlessAllowedMissing) {
+  const char* allow = std::getenv("DIFFUSE_ALLOW_NO_REFERENCE");
+  const bool allowed = allow && std::string(allow) == "1";
+  if (!std::filesystem::is_directory(test::reference_dir())) {
+    if (allowed) GTEST_SKIP() << "no reference data at " << test::reference_dir();
+    FAIL() << "no reference data at " << test::reference_dir()
+           << " (set DIFFUSE_REFERENCE_DIR, or DIFFUSE_ALLOW_NO_REFERENCE=1 to run without it)";
+  }
+  EXPECT_FALSE(test::reference_model_folders().empty())
+      << "no model folder this build supports in " << test::reference_dir();
+}
 
 TEST(ReferenceSamplers, VisitTheTimestepsOfEveryReferencePipeline) {
   auto models = test::reference_model_names();

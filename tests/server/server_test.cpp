@@ -31,17 +31,15 @@ using nlohmann::json;
 // dir under their folder names.
 std::vector<std::string> tiny_model_names() {
   std::vector<std::string> names;
-  std::error_code ec;
   const fs::path ref = test::reference_dir();
-  for (const auto& e : fs::directory_iterator(ref, ec)) {
-    const fs::path d = e.path() / "diffusers";
+  for (const std::string& name : test::reference_model_folders()) {
+    const fs::path d = ref / name / "diffusers";
     if (!fs::exists(d / "model_index.json")) continue;
     std::ifstream f(d / "unet" / "config.json");
     json cfg = json::parse(f, nullptr, false);
     if (cfg.is_discarded() || cfg.value("in_channels", 0) != 4) continue;
-    names.push_back(e.path().filename().string());
+    names.push_back(name);
   }
-  std::sort(names.begin(), names.end());
   return names;
 }
 

@@ -32,11 +32,9 @@ std::vector<int64_t> ids_of(const json& j) {
 // in the reference (a folder named <model> or <model>-*), else SD's published choice: SD2's
 // OpenCLIP tokenizer pads with "!", SD1's with <|endoftext|>.
 std::string pad_token_for(const std::string& model) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(test::reference_dir(), ec)) {
-    std::string name = e.path().filename().string();
+  for (const std::string& name : test::reference_model_folders()) {
     if (name != model && name.rfind(model + "-", 0) != 0) continue;
-    fs::path cfg = e.path() / "diffusers" / "tokenizer" / "tokenizer_config.json";
+    fs::path cfg = fs::path(test::reference_dir()) / name / "diffusers" / "tokenizer" / "tokenizer_config.json";
     if (!fs::exists(cfg)) continue;
     json j = load_json(cfg.string());
     if (j.contains("pad_token") && j["pad_token"].is_string()) return j["pad_token"];
