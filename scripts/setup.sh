@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(build-essential cmake ninja-build pkg-config git libstb-dev nlohmann-json3-dev
+PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates libstb-dev nlohmann-json3-dev
       # oneDNN's CMake config looks for OpenCL (only a Recommends of libdnnl-dev, skipped below)
       libdnnl-dev ocl-icd-opencl-dev
       libcli11-dev libcpp-httplib-dev libzip-dev libgtest-dev libgmock-dev libbenchmark-dev

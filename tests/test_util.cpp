@@ -26,6 +26,28 @@ bool reference_kind_supported(const std::string& kind) {
   return false;
 }
 
+namespace {
+std::string reference_kind(const fs::path& folder) {
+  std::ifstream in(folder / "reference.json");
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  return j.is_object() ? j.value("kind", "") : "";
+}
+}  // namespace
+
+std::vector<std::string> reference_folders_of_kind(const std::vector<std::string>& kinds) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(reference_dir(), ec)) {
+    if (!e.is_directory() || !fs::exists(e.path() / "reference.json") ||
+        !fs::exists(e.path() / "reference.safetensors"))
+      continue;
+    if (std::find(kinds.begin(), kinds.end(), reference_kind(e.path())) != kinds.end())
+      out.push_back(e.path().filename().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::vector<std::string> reference_model_folders() {
   static const std::vector<std::string> folders = [] {
     std::vector<std::string> out;
@@ -34,9 +56,7 @@ std::vector<std::string> reference_model_folders() {
       const fs::path ref = e.path() / "reference.json";
       if (!e.is_directory() || !fs::exists(ref)) continue;
       const std::string name = e.path().filename().string();
-      std::ifstream in(ref);
-      const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-      const std::string kind = j.is_object() ? j.value("kind", "") : "";
+      const std::string kind = reference_kind(e.path());
       if (kind.empty()) {
         std::fprintf(stderr, "[reference] skipping %s: not a model folder (its reference.json names no kind)\n",
                      name.c_str());

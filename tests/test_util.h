@@ -17,6 +17,9 @@ std::string reference_dir();
 // reference.json (a family not supported yet, adapter data such as lycoris/) is skipped by name,
 // with the reason written once to stderr.
 std::vector<std::string> reference_model_folders();
+// The reference's model folders whose reference.json names one of `kinds`, sorted (for tests
+// of one family, e.g. {"sdxl", "sdxl-refiner"}).
+std::vector<std::string> reference_folders_of_kind(const std::vector<std::string>& kinds);
 // Whether golden tests run a model of this reference "kind" (sd1, sd2, sd1-inpaint, ...).
 bool reference_kind_supported(const std::string& kind);
 // reference_dir()/rel; empty string when it does not exist.

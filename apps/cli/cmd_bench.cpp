@@ -162,8 +162,8 @@ int run_bench(const BenchArgs& a) {
         "one warm-up\n",
         a.model.c_str(), pipeline::precision_name(prec), num_threads(), waiting.c_str(), a.runs);
 
-  // The CFG context [2, 77, D]: the unconditional and the conditional prompt.
-  Tensor context;
+  // The CFG conditioning, batch 2: the unconditional and the conditional prompt.
+  pipeline::Conditioning context;
   nlohmann::json result = nlohmann::json::object();
   Timing text;
   auto put = [&](nlohmann::json& r, const std::string& key, const Timing& t) {
@@ -181,14 +181,17 @@ int run_bench(const BenchArgs& a) {
     r["threads"] = num_threads();
     r["omp_wait_policy"] = waiting;
     if (wants(a.stages, "text") || wants(a.stages, "unet")) {
-      if (!context.defined()) {  // text encoding does not depend on the size: timed once
+      if (!context.context.defined()) {  // text encoding does not depend on the size: timed once
         const int64_t skip = bundle->default_clip_skip();
-        Tensor cond;
+        pipeline::Conditioning cond;
         text = median_time(a.runs, a.profile, "text encoder",
-                           [&] { cond = bundle->encode_prompt(a.prompt, skip); });
-        Tensor uncond = bundle->encode_prompt("", skip);
-        context = ops::cat({uncond, cond}, 0);  // 2 x [1, 77, D] -> [2, 77, D]
+                           [&] { cond = bundle->encode(a.prompt, skip); });
+        context = pipeline::Conditioning::cat(bundle->encode("", skip), cond);
       }
+      // SDXL's time ids depend on the size
+      const pipeline::SizeConditioning sc;
+      const Tensor ids = pipeline::make_time_ids(bundle->family(), sc, size, size, false);
+      context.time_ids = ids.defined() ? ops::cat({ids, ids}, 0) : Tensor();
       if (wants(a.stages, "text")) put(r, "text_encode", text);
     }
     if (wants(a.stages, "unet")) {
@@ -196,7 +199,7 @@ int run_bench(const BenchArgs& a) {
       const auto& unet = bundle->unet();
       const std::string stage = str(size, "px UNet step");
       Timing t = median_time(a.runs, a.profile, stage.c_str(), [&] {
-        unet.forward(sample, {500.f, 500.f}, context);
+        unet.forward(sample, {500.f, 500.f}, context.context, context.pooled, context.time_ids);
       });
       put(r, "unet_step", t);
       if (log) std::printf("  %s: %.3f s (cpu %.3f s)\n", stage.c_str(), t.wall_s, t.cpu_s);

@@ -76,7 +76,7 @@ int run_convert(const ConvertArgs& a) {
   if (!a.quiet)
     std::fprintf(stderr, "diffuse: wrote %s (%s, %s, %s): %s\n", a.output.c_str(),
                  layout == io::ModelLayout::DiffusersFolder ? "diffusers folder" : "single file",
-                 pipeline::family_name(bundle->family, bundle->inpaint),
+                 bundle->family_name().c_str(),
                  a.dtype.empty() ? "dtypes kept" : dtype_name(*opt.dtype), summary(files).c_str());
   return 0;
 }

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <memory>
 #include <random>
+#include <tuple>
+#include <utility>
 
 #include "apps/cli/command.h"
 #include "apps/cli/common.h"
@@ -23,14 +25,26 @@ namespace fs = std::filesystem;
 
 struct GenerateArgs {
   std::string model, config, output = "output.png";
+  std::string refiner;  // --refiner MODEL
   std::string init_image, mask, init_latents, save_latents;
   pipeline::GenerateRequest req;
   std::vector<std::string> loras;  // --lora FILE[:WEIGHT]
   int64_t width = 0, height = 0;
   int threads = 0;
   std::string precision = "auto";
+  std::string original_size, crop_top_left, target_size;  // SDXL micro-conditioning: "A,B"
   bool quiet = false;
 };
+
+// "A,B" (two non-negative integers) of option `what`.
+std::pair<int64_t, int64_t> parse_pair(const std::string& s, const char* what) {
+  long long x = -1, y = -1;
+  char extra = 0;
+  DF_CHECK(std::sscanf(s.c_str(), "%lld,%lld%c", &x, &y, &extra) == 2 && x >= 0 && y >= 0 &&
+               x <= 1 << 20 && y <= 1 << 20,
+           what, " takes two non-negative integers A,B, got '", s, "'");
+  return {x, y};
+}
 
 // out.png -> out-1.png, out-2.png ... when a run makes several images.
 std::string numbered(const std::string& path, size_t i, size_t n) {
@@ -89,10 +103,19 @@ int run_generate(GenerateArgs& a) {
     DF_CHECK(t.size() == 1, a.init_latents, ": expected one tensor, found ", t.size());
     req.init_latents = t.begin()->second.to(DType::F32).contiguous();
   }
+  auto& sc = req.size_conditioning;
+  if (!a.original_size.empty())
+    std::tie(sc.original_width, sc.original_height) = parse_pair(a.original_size, "--original-size");
+  if (!a.crop_top_left.empty())
+    std::tie(sc.crop_left, sc.crop_top) = parse_pair(a.crop_top_left, "--crop-top-left");
+  if (!a.target_size.empty())
+    std::tie(sc.target_width, sc.target_height) = parse_pair(a.target_size, "--target-size");
+  std::unique_ptr<pipeline::ModelBundle> refiner;
+  if (!a.refiner.empty()) refiner = open_model(a.refiner, "", pipeline::parse_precision(a.precision));
   pipeline::validate_request(*model, req);
   const int64_t clip_skip = req.clip_skip > 0 ? req.clip_skip : model->default_clip_skip();
   std::fprintf(stderr, "diffuse: %s, %lldx%lld, %d steps of %s, seed %lld, %s, %d threads\n",
-               pipeline::family_name(model->family, model->inpaint), (long long)req.width,
+               model->family_name().c_str(), (long long)req.width,
                (long long)req.height, req.steps, req.sampler.c_str(), (long long)req.seed,
                pipeline::precision_name(model->precision()), num_threads());
 
@@ -110,7 +133,7 @@ int run_generate(GenerateArgs& a) {
     last = now;
     bar.update(int64_t(batch) * per_batch + std::min(step, per_batch));
     return true;
-  });
+  }, refiner.get());
   bar.finish();
   const double total = bar.elapsed_s();
   std::fprintf(stderr, "diffuse: %.2f s per step, %.1f s in all, peak memory %.0f MiB\n",
@@ -119,6 +142,10 @@ int run_generate(GenerateArgs& a) {
 
   pipeline::ImageParameters p = pipeline::image_parameters(
       req, fs::path(a.model).filename().replace_extension().string(), clip_skip);
+  if (refiner) {
+    p.refiner = fs::path(a.refiner).filename().replace_extension().string();
+    p.refiner_switch_at = float(req.refiner_switch_at);
+  }
   for (size_t i = 0; i < res.images.size(); ++i) {
     p.seed = res.seeds[i];
     std::string out = numbered(a.output, i, res.images.size());
@@ -153,7 +180,7 @@ Command generate_cmd(
           ->capture_default_str();
       sub.add_option("-W,--width", a->width,
                      "Width in pixels, a multiple of 8 (default: the model's own: its UNet "
-                     "config's sample_size in pixels, else 512, 768 for SD2-v)");
+                     "config's sample_size in pixels, else 512, 768 for SD2-v, 1024 for SDXL)");
       sub.add_option("-H,--height", a->height, "Height in pixels, a multiple of 8");
       sub.add_option("-s,--seed", r.seed, "Seed; -1 picks one at random (printed)")
           ->capture_default_str();
@@ -168,7 +195,8 @@ Command generate_cmd(
           ->capture_default_str()
           ->check(CLI::Range(1, 10000));
       sub.add_option("--clip-skip", r.clip_skip,
-                     "Use the K-th text encoder block from the end (SD1 default 1, SD2 default 2)")
+                     "Use the K-th text encoder block from the end, as AUTOMATIC1111 counts "
+                     "(SD1 default 1; SD2 and SDXL default 2, their penultimate block)")
           ->check(CLI::Range(1, 48));
       sub.add_option("-i,--init-image", a->init_image, "img2img: the starting image");
       sub.add_option("--strength", r.strength, "img2img: how much to change the image, in (0, 1]")
@@ -185,6 +213,25 @@ Command generate_cmd(
                      "Apply a LoRA file (kohya .safetensors): FILE or FILE:WEIGHT (repeatable)");
       sub.add_option("--lora-dir", r.lora_dir,
                      "Folder of LoRA files for <lora:NAME:WEIGHT> tags in the prompt");
+      sub.add_option("--original-size", a->original_size,
+                     "SDXL micro-conditioning: the size W,H the training image is said to have "
+                     "had (default: the image size; smaller sizes look upscaled)");
+      sub.add_option("--crop-top-left", a->crop_top_left,
+                     "SDXL: the crop's top-left corner X,Y (default 0,0: centred, uncropped "
+                     "subjects)");
+      sub.add_option("--target-size", a->target_size, "SDXL: the target size W,H (default: the image size)");
+      sub.add_option("--aesthetic-score", r.size_conditioning.aesthetic_score,
+                     "SDXL refiner: the aesthetic score conditioning the prompt")
+          ->capture_default_str();
+      sub.add_option("--negative-aesthetic-score", r.size_conditioning.negative_aesthetic_score,
+                     "SDXL refiner: the aesthetic score conditioning the negative prompt")
+          ->capture_default_str();
+      sub.add_option("--refiner", a->refiner,
+                     "A second model that finishes the image (the SDXL refiner): the base model "
+                     "denoises the first part of the steps, the refiner the rest");
+      sub.add_option("--refiner-switch-at", r.refiner_switch_at,
+                     "With --refiner: the fraction of the steps the base model runs, in (0, 1)")
+          ->capture_default_str();
       sub.add_option("-o,--output", a->output, "Output PNG; several images get -1, -2 ... suffixes")
           ->capture_default_str();
       sub.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
@@ -203,6 +250,10 @@ Command generate_cmd(
           "  diffuse generate -m sd15-inpainting.safetensors -p \"a cat\" -i room.png --mask "
           "m.png\n"
           "  diffuse generate -m sd15 -p \"a cat <lora:watercolor:0.8>\" --lora-dir loras/\n"
+          "  diffuse generate -m sd_xl_base_1.0.safetensors -p \"a lighthouse at dusk\" "
+          "(1024x1024)\n"
+          "  diffuse generate -m sd_xl_turbo_1.0.safetensors -p \"a corgi\" --steps 1 "
+          "--cfg-scale 0 --scheduler trailing -W 512 -H 512   (SDXL-Turbo)\n"
           "The PNG carries the parameters in AUTOMATIC1111's format (PNG Info).");
       r.seed = -1;
       r.rng = "cpu";

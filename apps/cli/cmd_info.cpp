@@ -45,18 +45,23 @@ Command info_cmd(
         const auto& f = b->files;
         nlohmann::json j;
         j["path"] = f.path;
-        j["family"] = pipeline::family_name(b->family, b->inpaint);
+        j["family"] = b->family_name();
         j["layout"] = f.layout == io::ModelLayout::DiffusersFolder ? "diffusers" : "single-file";
         j["components"] = {{"unet", component_json(f.unet)},
                            {"vae", component_json(f.vae)},
                            {"text_encoder", component_json(f.text_encoder)}};
-        const auto& tc = b->text_config;
-        j["text_encoder"] = {{"hidden_size", tc.hidden_size},
-                             {"layers", tc.num_hidden_layers},
-                             {"published_layers", tc.published_layers()},
-                             {"heads", tc.num_attention_heads},
-                             {"activation", tc.hidden_act},
-                             {"default_clip_skip", b->default_clip_skip()}};
+        if (!f.text_encoder_2.empty())
+          j["components"]["text_encoder_2"] = component_json(f.text_encoder_2);
+        auto encoder_json = [&](const models::ClipTextConfig& tc) {
+          return nlohmann::json{{"hidden_size", tc.hidden_size},
+                                {"layers", tc.num_hidden_layers},
+                                {"published_layers", tc.published_layers()},
+                                {"heads", tc.num_attention_heads},
+                                {"activation", tc.hidden_act},
+                                {"default_clip_skip", b->default_clip_skip()}};
+        };
+        if (b->family().text_encoder) j["text_encoder"] = encoder_json(b->text_config);
+        if (b->family().text_encoder_2) j["text_encoder_2"] = encoder_json(b->text_config_2);
         j["ignored_tensors"] = f.ignored.size();
         // A GGUF file's own tensor types: quantized ones are dequantized at load (the
         // components' dtypes above are those in memory).
@@ -70,22 +75,27 @@ Command info_cmd(
         std::printf("model:   %s\n", f.path.c_str());
         std::printf("family:  %s (%s)\n", j["family"].get<std::string>().c_str(),
                     j["layout"].get<std::string>().c_str());
-        for (const char* c : {"unet", "vae", "text_encoder"}) {
+        for (const char* c : {"unet", "vae", "text_encoder", "text_encoder_2"}) {
+          if (!j["components"].contains(c)) continue;
           const auto& cj = j["components"][c];
           std::string dts;
           for (auto& [k, v] : cj["dtypes"].items()) dts += (dts.empty() ? "" : ", ") + k;
-          std::printf("%-13s %14s parameters in %4lld tensors (%s)\n", c,
+          std::printf("%-15s %14s parameters in %4lld tensors (%s)\n", c,
                       with_commas(cj["parameters"].get<int64_t>()).c_str(),
                       static_cast<long long>(cj["tensors"].get<int64_t>()), dts.c_str());
         }
-        const std::string heads = tc.num_attention_heads > 0
-                                      ? std::to_string(tc.num_attention_heads)
-                                      : std::string("unknown (give --config)");
-        std::printf("text encoder: width %lld, %lld blocks (%lld published), heads %s, %s, "
-                    "default clip skip %lld\n",
-                    (long long)tc.hidden_size, (long long)tc.num_hidden_layers,
-                    (long long)tc.published_layers(), heads.c_str(), tc.hidden_act.c_str(),
-                    (long long)b->default_clip_skip());
+        auto print_encoder = [&](const char* what, const models::ClipTextConfig& tc) {
+          const std::string heads = tc.num_attention_heads > 0
+                                        ? std::to_string(tc.num_attention_heads)
+                                        : std::string("unknown (give --config)");
+          std::printf("%s: width %lld, %lld blocks (%lld published), heads %s, %s, "
+                      "default clip skip %lld\n",
+                      what, (long long)tc.hidden_size, (long long)tc.num_hidden_layers,
+                      (long long)tc.published_layers(), heads.c_str(), tc.hidden_act.c_str(),
+                      (long long)b->default_clip_skip());
+        };
+        if (b->family().text_encoder) print_encoder("text encoder", b->text_config);
+        if (b->family().text_encoder_2) print_encoder("text encoder 2", b->text_config_2);
         if (j.contains("gguf_tensor_types")) {
           std::string types;
           for (auto& [k, v] : j["gguf_tensor_types"].items())

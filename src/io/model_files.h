@@ -23,8 +23,12 @@ struct ModelFiles {
   // Canonical names without the component prefix, e.g. unet: "down_blocks.0.resnets.0.conv1.weight",
   // vae: "decoder.conv_in.weight", text_encoder: "text_model.encoder.layers.0.mlp.fc1.weight".
   TensorMap unet, vae, text_encoder;
+  // SDXL's second text encoder (OpenCLIP with projection), in transformers'
+  // CLIPTextModelWithProjection names (text_model.*, text_projection.weight); empty otherwise.
+  TensorMap text_encoder_2;
   // Diffusers folders: the component config.json files (null when absent: single files).
   nlohmann::json unet_config, vae_config, text_encoder_config, scheduler_config, model_index;
+  nlohmann::json text_encoder_2_config;
   // Diffusers folders: tokenizer/vocab.json and tokenizer/merges.txt ("" when absent), and the
   // pad token text from tokenizer/special_tokens_map.json or tokenizer_config.json ("" if absent).
   std::string tokenizer_vocab, tokenizer_merges, tokenizer_pad_token;

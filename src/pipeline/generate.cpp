@@ -30,6 +30,8 @@ sampling::SamplerOptions sampler_options(const ModelBundle& model, const Generat
   o.steps = req.steps;
   o.eta = req.eta;
   o.strength = req.strength;
+  o.denoising_end = req.denoising_end;
+  o.denoising_start = req.denoising_start;
   o.config = model.scheduler_config.is_object()
                  ? sampling::parse_scheduler_config(model.scheduler_config.dump())
                  : sampling::SchedulerConfig::stable_diffusion();
@@ -99,6 +101,16 @@ void validate_request(const ModelBundle& model, const GenerateRequest& req) {
              "the init image is ", req.init_image.size(-1), "x", req.init_image.size(-2),
              " but the requested size is ", req.width, "x", req.height);
   }
+  if (req.init_image_latents.defined()) {
+    DF_CHECK(!req.init_image.defined(), "give an init image or init image latents, not both");
+    DF_CHECK(req.strength > 0.0 && req.strength <= 1.0, "strength must be in (0, 1], got ",
+             req.strength);
+    Shape want = {1, model.vae_config.latent_channels, req.height / f, req.width / f};
+    if (req.init_image_latents.dim() == 4 && req.init_image_latents.size(0) == req.batch_size)
+      want[0] = req.batch_size;
+    DF_CHECK(req.init_image_latents.shape() == want, "init image latents are ",
+             req.init_image_latents.desc(), " but this run needs f32", shape_str(want));
+  }
   if (req.mask.defined()) {
     DF_CHECK(req.init_image.defined(), "a mask needs an init image");
     DF_CHECK(req.mask.dim() == 4 && req.mask.size(2) == req.init_image.size(2) &&
@@ -146,8 +158,19 @@ std::vector<models::LoraUse> request_loras(const GenerateRequest& req, std::stri
   return loras;
 }
 
-Tensor sample_latents(ModelBundle& model, const GenerateRequest& req, const Tensor& cond,
-                      const Tensor& uncond, const Tensor& init_latents, int64_t first_seed,
+Conditioning request_conditioning(ModelBundle& model, const GenerateRequest& req,
+                                  const std::string& prompt, int64_t clip_skip, bool negative) {
+  Conditioning c = model.encode(prompt, clip_skip);
+  if (negative && prompt.empty() && model.zeros_for_empty_negative()) {
+    c.context = Tensor::zeros(c.context.shape());
+    if (c.pooled.defined()) c.pooled = Tensor::zeros(c.pooled.shape());
+  }
+  c.time_ids = make_time_ids(model.family(), req.size_conditioning, req.width, req.height, negative);
+  return c;
+}
+
+Tensor sample_latents(ModelBundle& model, const GenerateRequest& req, const Conditioning& cond,
+                      const Conditioning& uncond, const Tensor& init_latents, int64_t first_seed,
                       const std::function<void(int, const Tensor&)>& on_step) {
   const auto scope = model.compute_scope();
   const int64_t b = req.batch_size;
@@ -156,18 +179,24 @@ Tensor sample_latents(ModelBundle& model, const GenerateRequest& req, const Tens
   BatchGenerator gen(req.rng, first_seed, b);
   const auto& unet = model.unet();
   const bool cfg = req.cfg_scale > 1.0f;
-  Tensor context = cfg ? ops::cat({repeat_batch(uncond, b), repeat_batch(cond, b)}, 0)
-                       : repeat_batch(cond, b);
+  // CFG runs both sides in one batch: negative rows first, then positive.
+  const Conditioning c =
+      cfg ? Conditioning::cat(uncond.repeat(b), cond.repeat(b)) : cond.repeat(b);
   const sampling::SamplerOptions opts = sampler_options(model, req);
 
   // Inpainting inputs, drawn in diffusers' order: image latents (when needed), noise, then the
   // masked image's latents.
   Tensor mask_lat, masked_lat, image_latents, noise;
   const bool inpaint = req.mask.defined();
-  const bool img2img = req.init_image.defined();
-  if (img2img && (!inpaint || !model.inpaint || req.strength < 1.0))
+  const bool img2img = req.init_image.defined() || req.init_image_latents.defined();
+  if (req.init_image_latents.defined())
+    image_latents = req.init_image_latents.size(0) == b ? req.init_image_latents
+                                                         : repeat_batch(req.init_image_latents, b);
+  else if (img2img && (!inpaint || !model.inpaint || req.strength < 1.0))
     image_latents = encode_sample(model, req.init_image, gen, b);
-  noise = init_latents.defined() ? init_latents : gen.randn(shape);
+  // A hand-over run starts from latents that are already noisy: no noise is drawn.
+  if (init_latents.defined()) noise = init_latents;
+  else if (!(img2img && req.denoising_start > 0)) noise = gen.randn(shape);
   if (inpaint) {
     Tensor m = binarize(req.mask);
     Tensor keep = ops::add_scalar(ops::scale(m, -1.0f), 1.0f);  // 1 where the image is kept
@@ -182,40 +211,35 @@ Tensor sample_latents(ModelBundle& model, const GenerateRequest& req, const Tens
       Tensor ml = cfg ? ops::cat({masked_lat, masked_lat}, 0) : masked_lat;
       inp = ops::cat({inp, mk, ml}, 1);
     }
-    Tensor out = unet.forward(inp, std::vector<float>(size_t(inp.size(0)), t), context);
+    Tensor out = unet.forward(inp, std::vector<float>(size_t(inp.size(0)), t), c.context, c.pooled,
+                              c.time_ids);
     if (!cfg) return out;
     Tensor un = out.slice(0, 0, b), co = out.slice(0, b, 2 * b);
     return ops::add(un, ops::scale(ops::sub(co, un), req.cfg_scale));  // uncond + s (cond - uncond)
   };
 
+  sampling::StepFilter filter;
   if (inpaint && !model.inpaint) {
     // Masked img2img with an ordinary model: after each step, the kept region is replaced by
     // the image latents noised to the next step's level.
-    auto sched = sampling::make_scheduler(opts);
-    sched->set_timesteps(req.steps);
-    auto plan = sampling::img2img_plan(*sched, req.steps, req.strength);
-    sched->set_begin_index(plan.begin_index);
-    const auto& ts = sched->timesteps();
-    Tensor lat = req.strength >= 1.0 ? ops::scale(noise, sched->init_noise_sigma())
-                                     : sched->add_noise(image_latents, noise, plan.begin_index);
     Tensor keep = ops::add_scalar(ops::scale(mask_lat, -1.0f), 1.0f);
-    for (int i = plan.begin_index; i < int(ts.size()); ++i) {
-      Tensor out = denoise(sched->scale_model_input(lat, i), ts[size_t(i)]);
-      lat = sched->step(out, i, lat, &gen);
-      Tensor proper = i + 1 < int(ts.size()) ? sched->add_noise(image_latents, noise, i + 1) : image_latents;
-      lat = ops::add(ops::mul(keep, proper), ops::mul(mask_lat, lat));
-      if (on_step) on_step(i - plan.begin_index, lat);
-    }
-    return lat;
+    filter = [&, keep](const sampling::Scheduler& s, int i, const Tensor& lat) {
+      const bool last = i + 1 >= int(s.timesteps().size());
+      Tensor proper = last ? image_latents : s.add_noise(image_latents, noise, i + 1);
+      return ops::add(ops::mul(keep, proper), ops::mul(mask_lat, lat));
+    };
+    // strength 1 starts from pure noise, as diffusers' inpaint pipeline does
+    if (req.strength >= 1.0) return sampling::sample(opts, noise, denoise, &gen, on_step, filter);
   }
   if (img2img && !(model.inpaint && req.strength >= 1.0)) {
-    return sampling::sample_img2img(opts, image_latents, noise, denoise, &gen, on_step);
+    return sampling::sample_img2img(opts, image_latents, noise, denoise, &gen, on_step, filter);
   }
-  return sampling::sample(opts, noise, denoise, &gen, on_step);
+  return sampling::sample(opts, noise, denoise, &gen, on_step, filter);
 }
 
 int steps_per_batch(const ModelBundle& model, const GenerateRequest& req) {
-  if (!req.init_image.defined() || (model.inpaint && req.strength >= 1.0)) return req.steps;
+  const bool img2img = req.init_image.defined() || req.init_image_latents.defined();
+  if (!img2img || (model.inpaint && req.strength >= 1.0)) return req.steps;
   return std::max(1, std::min(req.steps, int(req.steps * req.strength)));
 }
 
@@ -243,35 +267,85 @@ ImageParameters image_parameters(const GenerateRequest& req, const std::string& 
   p.model = model_name;
   p.clip_skip = clip_skip;
   p.rng = req.rng;
-  if (req.init_image.defined()) p.denoising_strength = float(req.strength);
+  if (req.init_image.defined() || req.init_image_latents.defined()) p.denoising_strength = float(req.strength);
   return p;
 }
 
-GenerateResult generate(ModelBundle& model, const GenerateRequest& req, const ProgressFn& progress) {
-  validate_request(model, req);
-  const auto scope = model.compute_scope();
+namespace {
+
+// One side's conditioning pair (negative undefined without CFG) for `model`.
+struct CondPair {
+  Conditioning cond, uncond;
+};
+CondPair encode_request(ModelBundle& model, const GenerateRequest& req, const std::string& prompt) {
   const int64_t skip = req.clip_skip > 0 ? req.clip_skip : model.default_clip_skip();
+  CondPair p;
+  p.cond = request_conditioning(model, req, prompt, skip, false);
+  if (req.cfg_scale > 1.0f) p.uncond = request_conditioning(model, req, req.negative_prompt, skip, true);
+  return p;
+}
+
+void check_refiner(const ModelBundle& base, const ModelBundle& refiner, const GenerateRequest& req) {
+  DF_CHECK(req.refiner_switch_at > 0 && req.refiner_switch_at < 1,
+           "the refiner switch must be in (0, 1), got ", req.refiner_switch_at);
+  DF_CHECK(!base.inpaint && !refiner.inpaint && !req.mask.defined(),
+           "a refiner does not work with inpainting");
+  DF_CHECK(refiner.vae_config.latent_channels == base.vae_config.latent_channels &&
+               refiner.vae_config.scaling_factor == base.vae_config.scaling_factor &&
+               refiner.vae_config.block_out_channels.size() == base.vae_config.block_out_channels.size(),
+           "the refiner ", refiner.files.path, " (", refiner.family_name(),
+           ") does not share the latent space of ", base.files.path, " (", base.family_name(),
+           "): its VAE differs");
+  validate_request(refiner, req);
+}
+
+}  // namespace
+
+GenerateResult generate(ModelBundle& model, const GenerateRequest& req, const ProgressFn& progress,
+                        ModelBundle* refiner) {
+  validate_request(model, req);
+  if (refiner) check_refiner(model, *refiner, req);
   std::string prompt;
-  model.set_loras(request_loras(req, &prompt));
-  Tensor cond = model.encode_prompt(prompt, skip);
-  Tensor uncond = req.cfg_scale > 1.0f ? model.encode_prompt(req.negative_prompt, skip) : Tensor();
+  const std::vector<models::LoraUse> loras = request_loras(req, &prompt);
+  model.set_loras(loras);
+  CondPair base_cond, ref_cond;
+  {
+    const auto scope = model.compute_scope();
+    base_cond = encode_request(model, req, prompt);
+  }
+  GenerateRequest base_req = req, ref_req = req;
+  if (refiner) {
+    const auto scope = refiner->compute_scope();
+    ref_cond = encode_request(*refiner, req, prompt);
+    base_req.denoising_end = req.refiner_switch_at;
+    ref_req.denoising_start = req.refiner_switch_at;
+    ref_req.init_image = Tensor();
+  }
+  ModelBundle& decoder = refiner ? *refiner : model;
   GenerateResult res;
   std::vector<Tensor> all_latents;
-  const float sf = model.vae_config.scaling_factor;
+  const float sf = decoder.vae_config.scaling_factor;
   for (int batch = 0; batch < req.batch_count; ++batch) {
     const int64_t first_seed = req.seed + int64_t(batch) * req.batch_size;
     Tensor init;
     if (req.init_latents.defined())
       init = req.init_latents.slice(0, batch * req.batch_size, (batch + 1) * req.batch_size).contiguous();
-    int total = 0;
-    Tensor lat = sample_latents(model, req, cond, uncond, init, first_seed, [&](int step, const Tensor&) {
-      if (total == 0) total = req.steps;
-      if (progress && !progress(batch, step + 1, total)) throw Error("cancelled");
-    });
+    int done = 0;
+    auto on_step = [&](int, const Tensor&) {
+      ++done;
+      if (progress && !progress(batch, done, req.steps)) throw Error("cancelled");
+    };
+    Tensor lat = sample_latents(model, base_req, base_cond.cond, base_cond.uncond, init, first_seed, on_step);
+    if (refiner) {
+      ref_req.init_image_latents = lat;
+      lat = sample_latents(*refiner, ref_req, ref_cond.cond, ref_cond.uncond, Tensor(), first_seed,
+                           on_step);
+    }
     all_latents.push_back(lat);
+    const auto scope = decoder.compute_scope();
     for (int64_t i = 0; i < lat.size(0); ++i) {
       const Tensor z = ops::scale(lat.slice(0, i, i + 1), 1.0f / sf);
-      Tensor img = req.vae_tiling ? model.vae().decode_tiled(z) : model.vae().decode(z);
+      Tensor img = req.vae_tiling ? decoder.vae().decode_tiled(z) : decoder.vae().decode(z);
       auto imgs = tensor_to_images(img);
       res.images.push_back(std::move(imgs[0]));
       res.seeds.push_back(first_seed + i);

@@ -25,6 +25,9 @@ struct GenerateRequest {
   int batch_count = 1;          // batches, one after another
   int64_t clip_skip = 0;        // 0 = the family's default
   float eta = 0.0f;             // DDIM / TCD noise
+  // SDXL's micro-conditioning (original size, crop, target size, the refiner's aesthetic
+  // scores); ignored by families without time ids.
+  SizeConditioning size_conditioning;
   // Decode images larger than the VAE's sample_size in overlapping tiles (diffusers'
   // enable_vae_tiling): the decoder's memory stays one tile's at any size.
   bool vae_tiling = false;
@@ -32,6 +35,15 @@ struct GenerateRequest {
   // img2img: an image [1, 3, H, W] in [-1, 1] (H, W = height, width) and the strength.
   Tensor init_image;
   double strength = 0.75;
+  // img2img from latents already in the UNet's space, [1, C, h, w], instead of an image (a
+  // base model's output handed to the SDXL refiner): nothing is encoded, only the noise drawn.
+  Tensor init_image_latents;
+  // A run split between two models (diffusers' denoising_end / denoising_start): see
+  // sampling::SamplerOptions. generate() sets them itself when given a refiner.
+  double denoising_end = 1.0, denoising_start = 0.0;
+  // With a refiner model: the fraction of the steps the base model runs before it hands its
+  // (still noisy) latents to the refiner (A1111's refiner_switch_at).
+  double refiner_switch_at = 0.8;
   // Inpainting: [1, 1, H, W] in [0, 1], 1 = repaint. Needs init_image. A 9-channel inpaint
   // model repaints from noise; an ordinary model does masked img2img.
   Tensor mask;
@@ -75,14 +87,23 @@ int steps_per_batch(const ModelBundle& model, const GenerateRequest& req);
 ImageParameters image_parameters(const GenerateRequest& req, const std::string& model_name,
                                  int64_t clip_skip);
 
+// With `refiner` (an SDXL refiner, or any model of the same latent space), the base model
+// denoises until req.refiner_switch_at and the refiner finishes from its latents, conditioned by
+// its own text encoder and time ids (the SDXL base + refiner pair as diffusers runs it with
+// denoising_end / denoising_start); the refiner's VAE decodes.
 GenerateResult generate(ModelBundle& model, const GenerateRequest& req,
-                        const ProgressFn& progress = {});
+                        const ProgressFn& progress = {}, ModelBundle* refiner = nullptr);
 
-// The lower level, for tests and tools: one batch's final latents, given the conditioning
-// [B, 77, D] (negative may be undefined when cfg_scale <= 1). `on_step` sees each step's
+// The conditioning of a request's prompt (negative = false) or negative prompt, batch 1, with
+// its time ids. An empty negative prompt is zeros where the model asks for it (SDXL base).
+Conditioning request_conditioning(ModelBundle& model, const GenerateRequest& req,
+                                  const std::string& prompt, int64_t clip_skip, bool negative);
+
+// The lower level, for tests and tools: one batch's final latents, given the conditioning of
+// each side, batch 1 (negative may be empty when cfg_scale <= 1). `on_step` sees each step's
 // latents.
-Tensor sample_latents(ModelBundle& model, const GenerateRequest& req, const Tensor& cond,
-                      const Tensor& uncond, const Tensor& init_latents, int64_t first_seed,
+Tensor sample_latents(ModelBundle& model, const GenerateRequest& req, const Conditioning& cond,
+                      const Conditioning& uncond, const Tensor& init_latents, int64_t first_seed,
                       const std::function<void(int, const Tensor&)>& on_step = {});
 
 }  // namespace diffuse::pipeline

@@ -10,11 +10,6 @@ namespace diffuse::pipeline {
 
 namespace fs = std::filesystem;
 
-const char* family_name(Family f, bool inpaint) {
-  if (f == Family::SD2) return inpaint ? "SD2-inpaint" : "SD2";
-  return inpaint ? "SD1-inpaint" : "SD1";
-}
-
 namespace {
 
 nlohmann::json read_json(const std::string& path) {
@@ -115,21 +110,27 @@ std::unique_ptr<ModelBundle> ModelBundle::from_files(io::ModelFiles files,
   const io::ModelFiles& f = b->files;
   b->inpaint = !f.unet.empty() && unet_in_channels(f) == 9;
 
-  // Text encoder config: the folder's own, a given config folder's, or the tensor shapes.
-  nlohmann::json text_json = f.text_encoder_config;
-  if (text_json.is_null() && !opt.config_dir.empty()) {
-    std::string p = (fs::path(opt.config_dir) / "text_encoder" / "config.json").string();
-    text_json = read_json(p);
-  }
-  if (!text_json.is_null()) {
-    b->text_config = models::ClipTextConfig::from_json(text_json);
-  } else {
+  // Text encoder configs: the folder's own, a given config folder's, or the tensor shapes.
+  auto text_json = [&](const nlohmann::json& own, const char* component) {
+    if (!own.is_null() || opt.config_dir.empty()) return own;
+    const fs::path p = fs::path(opt.config_dir) / component / "config.json";
+    return fs::exists(p) ? read_json(p.string()) : nlohmann::json();
+  };
+  const nlohmann::json te_json = text_json(f.text_encoder_config, "text_encoder");
+  if (!te_json.is_null()) {
+    b->text_config = models::ClipTextConfig::from_json(te_json);
+  } else if (!f.text_encoder.empty()) {
     const bool openclip = f.text_layout == io::TextEncoderLayout::OpenClip;
     b->text_config = models::ClipTextConfig::infer(f.text_encoder, openclip ? "gelu" : "quick_gelu");
   }
-  // SD2's text encoder is OpenCLIP's (gelu); SD1's is OpenAI's CLIP (quick_gelu).
-  b->family = b->text_config.hidden_act == "gelu" ? Family::SD2 : Family::SD1;
-  if (b->family == Family::SD2) b->text_config.unused_published_layers = 1;
+  b->family_ = &detect_family(f, te_json.is_null() && f.text_encoder.empty() ? std::string()
+                                                                                 : b->text_config.hidden_act);
+  b->text_config.unused_published_layers = b->family_->unused_text_layers;
+  if (b->family_->text_encoder_2) {
+    const nlohmann::json te2_json = text_json(f.text_encoder_2_config, "text_encoder_2");
+    b->text_config_2 = !te2_json.is_null() ? models::ClipTextConfig::from_json(te2_json)
+                                           : models::ClipTextConfig::infer(f.text_encoder_2, "gelu");
+  }
 
   // UNet and VAE: the folder's configs, a config folder's, or the tensor shapes. Channel
   // counts always come from the shapes (an inpaint file may borrow its base model's config).
@@ -153,32 +154,48 @@ std::unique_ptr<ModelBundle> ModelBundle::from_files(io::ModelFiles files,
   }
   b->vae_config = vae_json.is_null() ? models::VaeConfig::infer(f.vae) : models::VaeConfig::from_json(vae_json);
   b->scheduler_config = sched;
-  b->prediction_type = b->family == Family::SD2 ? "v_prediction" : "epsilon";
+  b->prediction_type = std::string(b->family_->prediction_type);
   if (sched.is_object() && sched.contains("prediction_type") && sched["prediction_type"].is_string())
     b->prediction_type = sched["prediction_type"].get<std::string>();
   return b;
 }
 
+namespace {
+
+// A diffusers folder's tokenizer folder (its vocabulary, or the published one, with its pad
+// token and length); else the published CLIP tokenizer padded with the family's pad token
+// ("!" then also counts as a special token in prompts, as in OpenCLIP's tokenizers).
+std::unique_ptr<tokenizer::ClipTokenizer> open_tokenizer(const fs::path& dir, bool folder,
+                                                         std::string_view pad_token,
+                                                         int64_t length, const std::string& data) {
+  if (folder && fs::is_directory(dir))
+    return std::make_unique<tokenizer::ClipTokenizer>(
+        tokenizer::ClipTokenizer::from_pretrained_dir(dir.string(), data));
+  auto t = std::make_unique<tokenizer::ClipTokenizer>(tokenizer::ClipTokenizer::load_default(data));
+  t->set_pad_token(std::string(pad_token), int(length));
+  return t;
+}
+
+}  // namespace
+
 const tokenizer::ClipTokenizer& ModelBundle::tokenizer() {
   if (!tokenizer_) {
-    std::unique_ptr<tokenizer::ClipTokenizer> t;
     const fs::path dir =
         !tokenizer_dir_.empty() ? fs::path(tokenizer_dir_) : fs::path(files.path) / "tokenizer";
-    if (files.layout == io::ModelLayout::DiffusersFolder && fs::is_directory(dir)) {
-      // The folder's vocabulary (or the published one) with its pad token and length.
-      t = std::make_unique<tokenizer::ClipTokenizer>(
-          tokenizer::ClipTokenizer::from_pretrained_dir(dir.string(), options_.data_dir));
-    } else {
-      // Published tokenizers: SD1 pads with the end token, SD2 (OpenCLIP) with "!", which
-      // then also counts as a special token in prompts.
-      t = std::make_unique<tokenizer::ClipTokenizer>(
-          tokenizer::ClipTokenizer::load_default(options_.data_dir));
-      t->set_pad_token(family == Family::SD2 ? "!" : "<|endoftext|>",
-                       int(text_config.max_position_embeddings));
-    }
-    tokenizer_ = std::move(t);
+    tokenizer_ = open_tokenizer(dir, files.layout == io::ModelLayout::DiffusersFolder,
+                                family_->pad_token, text_config.max_position_embeddings,
+                                options_.data_dir);
   }
   return *tokenizer_;
+}
+
+const tokenizer::ClipTokenizer& ModelBundle::tokenizer_2() {
+  if (!tokenizer_2_)
+    tokenizer_2_ = open_tokenizer(fs::path(files.path) / "tokenizer_2",
+                                  files.layout == io::ModelLayout::DiffusersFolder,
+                                  family_->pad_token_2, text_config_2.max_position_embeddings,
+                                  options_.data_dir);
+  return *tokenizer_2_;
 }
 
 int64_t ModelBundle::pad_token_id() { return tokenizer().pad_id(); }
@@ -190,6 +207,17 @@ const models::ClipTextModel& ModelBundle::text_encoder() {
     text_encoder_ = std::move(m);
   }
   return *text_encoder_;
+}
+
+const models::ClipTextModel& ModelBundle::text_encoder_2() {
+  if (!text_encoder_2_) {
+    DF_CHECK(family_->text_encoder_2 && !files.text_encoder_2.empty(), files.path,
+             ": this model has no second text encoder");
+    auto m = std::make_unique<models::ClipTextModel>(text_config_2);
+    load_module(*m, files.text_encoder_2, "second text encoder of " + files.path, precision_);
+    text_encoder_2_ = std::move(m);
+  }
+  return *text_encoder_2_;
 }
 
 const models::UNet2DConditionModel& ModelBundle::unet() {
@@ -215,9 +243,45 @@ Tensor ModelBundle::token_ids(const std::string& prompt) {
   return Tensor::from_i64(ids, {1, int64_t(ids.size())});
 }
 
-Tensor ModelBundle::encode_prompt(const std::string& prompt, int64_t clip_skip) {
+Tensor ModelBundle::token_ids_2(const std::string& prompt) {
+  const tokenizer::ClipTokenizer& t = tokenizer_2();
+  auto ids = t.encode_padded(prompt, t.pad_id(), int(text_config_2.max_position_embeddings));
+  return Tensor::from_i64(ids, {1, int64_t(ids.size())});
+}
+
+Conditioning ModelBundle::encode(const std::string& prompt, int64_t clip_skip) {
   const auto scope = compute_scope();
-  return text_encoder().encode(token_ids(prompt), clip_skip);
+  const FamilyInfo& fam = *family_;
+  Conditioning c;
+  std::vector<Tensor> contexts;
+  if (fam.text_encoder)
+    contexts.push_back(text_encoder().encode(token_ids(prompt), clip_skip, fam.context_final_norm));
+  if (fam.text_encoder_2) {
+    // One run gives both the hidden state at clip_skip and the pooled projection.
+    const models::ClipTextOutput out = text_encoder_2().forward(token_ids_2(prompt));
+    const int64_t n = int64_t(out.hidden_states.size()) - 1;  // blocks
+    DF_CHECK(clip_skip >= 1 && clip_skip <= n, "clip skip ", clip_skip,
+             " is beyond the second text encoder's ", n, " blocks");
+    const Tensor& h = out.hidden_states[size_t(n + 1 - clip_skip)];
+    contexts.push_back(fam.context_final_norm ? text_encoder_2().text_model.final_layer_norm.forward(h)
+                                              : h);
+    c.pooled = out.text_embeds;
+  }
+  // b l d1, b l d2 -> b l (d1 + d2)
+  c.context = contexts.size() == 1 ? contexts[0] : ops::cat(contexts, 2);
+  return c;
+}
+
+Tensor ModelBundle::encode_prompt(const std::string& prompt, int64_t clip_skip) {
+  return encode(prompt, clip_skip).context;
+}
+
+bool ModelBundle::zeros_for_empty_negative() const {
+  const nlohmann::json& mi = files.model_index;
+  if (mi.is_object() && mi.contains("force_zeros_for_empty_prompt") &&
+      mi["force_zeros_for_empty_prompt"].is_boolean())
+    return mi["force_zeros_for_empty_prompt"].get<bool>();
+  return family_->zeros_for_empty_negative;
 }
 
 void ModelBundle::set_loras(const std::vector<models::LoraUse>& loras) {
@@ -225,7 +289,8 @@ void ModelBundle::set_loras(const std::vector<models::LoraUse>& loras) {
   lora_merger_.reset();  // restores the original weights
   loras_.clear();
   if (loras.empty()) return;
-  auto merger = std::make_unique<models::LoraMerger>(&unet(), &text_encoder());
+  auto merger = std::make_unique<models::LoraMerger>(
+      &unet(), family_->text_encoder ? &text_encoder() : nullptr);
   for (auto& l : loras)
     merger->merge(models::read_lora_file(l.path), l.path, l.unet_weight, l.text_encoder_weight);
   lora_merger_ = std::move(merger);
@@ -237,7 +302,7 @@ int64_t ModelBundle::default_image_size() const {
   if (c.is_object() && c.contains("sample_size") && c["sample_size"].is_number_integer() &&
       c["sample_size"].get<int64_t>() > 0)
     return c["sample_size"].get<int64_t>() << (vae_config.block_out_channels.size() - 1);
-  return family == Family::SD2 && prediction_type == "v_prediction" ? 768 : 512;
+  return family_->default_side(prediction_type);
 }
 
 }  // namespace diffuse::pipeline

@@ -11,12 +11,11 @@
 #include "models/unet/unet_2d_condition.h"
 #include "models/vae/autoencoder_kl.h"
 #include "ops/ops.h"
+#include "pipeline/conditioning.h"
+#include "pipeline/family.h"
 #include "tokenizer/clip_tokenizer.h"
 
 namespace diffuse::pipeline {
-
-enum class Family { SD1, SD2 };
-const char* family_name(Family f, bool inpaint);
 
 // Compute precision of the models. fp32 is exact (the reference). bf16 keeps the weights of the
 // linear, convolution and embedding layers in 16 bits (as stored when the file holds f16/bf16,
@@ -55,10 +54,14 @@ class ModelBundle {
   static std::unique_ptr<ModelBundle> from_parts(const ModelParts& parts,
                                                  const BundleOptions& opt = {});
 
-  Family family = Family::SD1;
+  // The model's family (pipeline/family.h): what its parts are and how they combine.
+  const FamilyInfo& family() const { return *family_; }
+  // "SD1", "SDXL", "SD1-inpaint", ...
+  std::string family_name() const { return family_display_name(*family_, inpaint); }
   bool inpaint = false;  // UNet takes latents + mask + masked-image latents
   io::ModelFiles files;
   models::ClipTextConfig text_config;
+  models::ClipTextConfig text_config_2;  // SDXL's second text encoder (family().text_encoder_2)
   models::UNetConfig unet_config;
   models::VaeConfig vae_config;
   // What the UNet predicts: "epsilon" or "v_prediction" (scheduler config, else the family's
@@ -66,10 +69,12 @@ class ModelBundle {
   std::string prediction_type = "epsilon";
   nlohmann::json scheduler_config;
 
-  // Tokenizer and text encoder, built on first use.
+  // Tokenizers and text encoders, built on first use.
   const tokenizer::ClipTokenizer& tokenizer();
+  const tokenizer::ClipTokenizer& tokenizer_2();
   int64_t pad_token_id();
   const models::ClipTextModel& text_encoder();
+  const models::ClipTextModel& text_encoder_2();
   const models::UNet2DConditionModel& unet();
   const models::AutoencoderKL& vae();
 
@@ -81,14 +86,23 @@ class ModelBundle {
   // (`auto scope = model.compute_scope();`).
   ops::PrecisionScope compute_scope() const;
 
-  // Published default clip skip (SD1: 1, SD2: 2, counted as A1111 does).
-  int64_t default_clip_skip() const { return family == Family::SD2 ? 2 : 1; }
+  // Published default clip skip, counted as A1111 does (SD1: 1, SD2 and SDXL: 2).
+  int64_t default_clip_skip() const { return family_->default_clip_skip; }
   // Default image side in pixels, as diffusers' pipelines: the UNet config's sample_size (latent
   // pixels) times the VAE's downsampling; without a config (single files), the family's
-  // published size (512, 768 for SD2 v-prediction).
+  // published size (512, 768 for SD2 v-prediction, 1024 for SDXL).
   int64_t default_image_size() const;
-  // Token ids [1, 77] (padded with the model's pad token) and their encoding [1, 77, D].
+  // An empty negative prompt conditions on zeros (diffusers' force_zeros_for_empty_prompt: the
+  // folder's model_index.json, else the family's published choice).
+  bool zeros_for_empty_negative() const;
+  // Token ids [1, 77] (padded with the model's pad token) of the first / second tokenizer.
   Tensor token_ids(const std::string& prompt);
+  Tensor token_ids_2(const std::string& prompt);
+  // What the UNet is conditioned on for `prompt`: the context [1, 77, D] of the family's text
+  // encoder(s) at `clip_skip` (A1111's count), and SDXL's pooled embedding [1, P]. Time ids are
+  // left to the caller (they depend on the image, not the prompt).
+  Conditioning encode(const std::string& prompt, int64_t clip_skip);
+  // encode(prompt, clip_skip).context
   Tensor encode_prompt(const std::string& prompt, int64_t clip_skip);
 
   // LoRA files merged into the UNet and the text encoder (models/lora). After set_loras(l)
@@ -105,8 +119,9 @@ class ModelBundle {
   BundleOptions options_;
   std::string tokenizer_dir_;  // from_parts' tokenizer folder
   Precision precision_ = Precision::Fp32;
-  std::unique_ptr<tokenizer::ClipTokenizer> tokenizer_;
-  std::unique_ptr<models::ClipTextModel> text_encoder_;
+  const FamilyInfo* family_ = &families().front();
+  std::unique_ptr<tokenizer::ClipTokenizer> tokenizer_, tokenizer_2_;
+  std::unique_ptr<models::ClipTextModel> text_encoder_, text_encoder_2_;
   std::unique_ptr<models::UNet2DConditionModel> unet_;
   std::unique_ptr<models::AutoencoderKL> vae_;
   std::vector<models::LoraUse> loras_;

@@ -60,7 +60,7 @@ io::ModelFiles files_for_export(ModelBundle& b, const std::string& config_dir) {
     // diffusers' pipelines take their default image size from sample_size (latent pixels)
     if (!f.unet_config.contains("sample_size"))
       f.unet_config["sample_size"] =
-          b.family == Family::SD2 && b.prediction_type == "v_prediction" ? 96 : 64;
+          b.family().default_side(b.prediction_type) >> (b.vae_config.block_out_channels.size() - 1);
   }
   if (!f.vae.empty() && f.vae_config.is_null())
     f.vae_config = resolved_config(b.vae_config.to_json(), config_dir, "vae");
@@ -78,7 +78,7 @@ io::ModelFiles files_for_export(ModelBundle& b, const std::string& config_dir) {
       io::read_tokenizer_folder((fs::path(config_dir) / "tokenizer").string(), f);
     // as ModelBundle::tokenizer() pads a model without a tokenizer of its own
     if (f.tokenizer_pad_token.empty() && !f.text_encoder.empty())
-      f.tokenizer_pad_token = b.family == Family::SD2 ? "!" : "<|endoftext|>";
+      f.tokenizer_pad_token = std::string(b.family().pad_token);
   }
   // A folder that other tools load whole (diffusers, transformers) needs the vocabulary itself:
   // the one the bundle reads (the published CLIP BPE, fetched at set-up, for a single file).

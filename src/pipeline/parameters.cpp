@@ -57,6 +57,8 @@ std::string format_parameters(const ImageParameters& p) {
   if (!p.model.empty()) s += ", Model: " + p.model;
   if (p.denoising_strength) s += ", Denoising strength: " + fmt_float(*p.denoising_strength);
   if (p.clip_skip > 1) s += ", Clip skip: " + std::to_string(p.clip_skip);
+  if (!p.refiner.empty())
+    s += ", Refiner: " + p.refiner + ", Refiner switch at: " + fmt_float(p.refiner_switch_at);
   if (p.rng == "cpu") s += ", RNG: CPU";
   if (p.rng == "cuda") s += ", RNG: GPU";
   s += ", Version: diffuse 0.1.0";

@@ -18,6 +18,8 @@ struct ImageParameters {
   int64_t clip_skip = 1;
   std::optional<float> denoising_strength;
   std::string rng;  // "cpu" / "cuda"
+  std::string refiner;  // the refiner's file name without folders and extension ("" = none)
+  float refiner_switch_at = 0;
 };
 
 // A1111's display name of a sampler ("euler_a" -> "Euler a"); the name itself if unknown.

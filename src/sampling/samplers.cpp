@@ -64,18 +64,20 @@ Tensor as_f32(const Tensor& t, const char* what) {
 
 // The pipeline loop from the scheduler's begin index.
 Tensor run(Scheduler& s, Tensor x, const Denoiser& denoise, Generator* gen,
-           const StepCallback& on_step) {
+           const StepCallback& on_step, int end = -1, const StepFilter& filter = {}) {
   DF_CHECK(bool(denoise), "sampler: no denoiser given");
   DF_CHECK(!s.stochastic() || gen != nullptr, "sampler: ", scheduler_class_name(s.kind()),
            " is stochastic: it needs a random generator");
   const std::vector<float>& ts = s.timesteps();
   const int begin = s.begin_index();
-  for (int i = begin; i < int(ts.size()); ++i) {
+  if (end < 0) end = int(ts.size());
+  for (int i = begin; i < end; ++i) {
     Tensor input = s.scale_model_input(x, i);
     Tensor out = denoise(input, ts[size_t(i)]);
     DF_CHECK(out.defined() && out.shape() == x.shape(), "sampler: the denoiser returned ",
              out.defined() ? out.desc() : std::string("nothing"), " for latents ", x.desc());
     x = s.step(as_f32(out, "denoiser output"), i, x, gen);
+    if (filter) x = filter(s, i, x);
     if (on_step) on_step(i - begin, x);
   }
   return x;
@@ -151,21 +153,59 @@ std::unique_ptr<Scheduler> make_scheduler(const SamplerOptions& options) {
   return s;
 }
 
-Tensor sample(Scheduler& s, const Tensor& latents_init, const Denoiser& denoise, Generator* gen,
-              const StepCallback& on_step) {
+namespace {
+// txt2img's first latents: unit noise times the scheduler's initial sigma.
+Tensor initial_latents(const Scheduler& s, const Tensor& latents_init) {
   DF_CHECK(s.num_inference_steps() > 0, "sample: call set_timesteps on the scheduler first");
   const Tensor init = as_f32(latents_init, "initial latents");
   const float sigma = s.init_noise_sigma();
   const float* p = init.data<float>();
-  Tensor x = detail::map(init, [&](int64_t k) { return p[k] * sigma; });
-  return run(s, x, denoise, gen, on_step);
+  return detail::map(init, [&](int64_t k) { return p[k] * sigma; });
+}
+}  // namespace
+
+Tensor sample(Scheduler& s, const Tensor& latents_init, const Denoiser& denoise, Generator* gen,
+              const StepCallback& on_step) {
+  return run(s, initial_latents(s, latents_init), denoise, gen, on_step);
 }
 
 Tensor sample(const SamplerOptions& options, const Tensor& latents_init, const Denoiser& denoise,
-              Generator* gen, const StepCallback& on_step) {
+              Generator* gen, const StepCallback& on_step, const StepFilter& filter) {
   auto s = make_scheduler(options);
   s->set_timesteps(options.steps);
-  return sample(*s, latents_init, denoise, gen, on_step);
+  return run(*s, initial_latents(*s, latents_init), denoise, gen, on_step,
+             denoising_end_index(*s, options.denoising_end), filter);
+}
+
+namespace {
+// diffusers' discrete_timestep_cutoff: int(round(T - fraction * T)).
+double timestep_cutoff(const Scheduler& s, double fraction) {
+  const double t = double(s.alphas_cumprod().size());
+  return std::round(t - fraction * t);
+}
+}  // namespace
+
+int denoising_end_index(const Scheduler& s, double denoising_end) {
+  DF_CHECK(denoising_end > 0 && denoising_end <= 1, "denoising end must be in (0, 1], got ",
+           denoising_end);
+  if (denoising_end >= 1) return int(s.timesteps().size());
+  const double cutoff = timestep_cutoff(s, denoising_end);
+  int n = 0;
+  for (float t : s.timesteps()) n += double(t) >= cutoff;
+  DF_CHECK(n >= 1, "denoising end ", denoising_end, " leaves no step to run");
+  return n;
+}
+
+int denoising_start_index(const Scheduler& s, double denoising_start) {
+  DF_CHECK(denoising_start >= 0 && denoising_start < 1, "denoising start must be in [0, 1), got ",
+           denoising_start);
+  const double cutoff = timestep_cutoff(s, denoising_start);
+  int n = 0;
+  for (float t : s.timesteps()) n += double(t) < cutoff;
+  // a second-order scheduler must not start between the two calls of a step
+  if (s.order() == 2 && n % 2 == 0) ++n;
+  DF_CHECK(n >= 1, "denoising start ", denoising_start, " leaves no step to run");
+  return int(s.timesteps().size()) - std::min(n, int(s.timesteps().size()));
 }
 
 Img2ImgPlan img2img_plan(const Scheduler& scheduler, int steps, double strength) {
@@ -183,7 +223,7 @@ Img2ImgPlan img2img_plan(const Scheduler& scheduler, int steps, double strength)
 
 Tensor sample_img2img(Scheduler& s, double strength, const Tensor& init_latents,
                       const Tensor& noise, const Denoiser& denoise, Generator* gen,
-                      const StepCallback& on_step) {
+                      const StepCallback& on_step, const StepFilter& filter) {
   DF_CHECK(s.num_inference_steps() > 0,
            "sample_img2img: call set_timesteps on the scheduler first");
   const Img2ImgPlan plan = img2img_plan(s, s.num_inference_steps(), strength);
@@ -196,15 +236,18 @@ Tensor sample_img2img(Scheduler& s, double strength, const Tensor& init_latents,
     DF_CHECK(gen != nullptr, "img2img: no noise and no generator to draw it from");
     n = gen->randn(init.shape());
   }
-  return run(s, s.add_noise(init, n, plan.begin_index), denoise, gen, on_step);
+  return run(s, s.add_noise(init, n, plan.begin_index), denoise, gen, on_step, -1, filter);
 }
 
 Tensor sample_img2img(const SamplerOptions& options, const Tensor& init_latents,
                       const Tensor& noise, const Denoiser& denoise, Generator* gen,
-                      const StepCallback& on_step) {
+                      const StepCallback& on_step, const StepFilter& filter) {
   auto s = make_scheduler(options);
   s->set_timesteps(options.steps);
-  return sample_img2img(*s, options.strength, init_latents, noise, denoise, gen, on_step);
+  if (options.denoising_start <= 0)
+    return sample_img2img(*s, options.strength, init_latents, noise, denoise, gen, on_step, filter);
+  s->set_begin_index(denoising_start_index(*s, options.denoising_start));
+  return run(*s, as_f32(init_latents, "img2img latents"), denoise, gen, on_step, -1, filter);
 }
 
 }  // namespace diffuse::sampling

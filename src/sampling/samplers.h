@@ -24,6 +24,11 @@ using Denoiser = std::function<Tensor(const Tensor& model_input, float timestep)
 // latents after that step.
 using StepCallback = std::function<void(int step, const Tensor& latents)>;
 
+// Called after each scheduler step with the scheduler, the step's index into its timesteps and
+// the latents; returns the latents the run continues from (masked img2img puts the kept region
+// back, noised to the next step's level). Runs before the StepCallback.
+using StepFilter = std::function<Tensor(const Scheduler& scheduler, int index, const Tensor& latents)>;
+
 // default: the scheduler's own sigmas; karras: Karras et al. sigmas (use_karras_sigmas);
 // trailing: timestep_spacing "trailing".
 enum class NoiseSchedule { Default, Karras, Trailing };
@@ -44,6 +49,13 @@ struct SamplerOptions {
   // img2img: the fraction of the schedule that is run (diffusers' `strength`; a double, as
   // int(steps * strength) must truncate like Python's).
   double strength = 1.0;
+  // A run split between two models (the SDXL refiner hand-over, diffusers' denoising_end and
+  // denoising_start, fractions of the training timesteps T): a txt2img run stops before the
+  // first timestep below round((1 - denoising_end) * T), returning noisy latents; an img2img run
+  // with denoising_start > 0 starts at the first timestep below round((1 - denoising_start) * T)
+  // from the latents as given (already noisy: nothing is added, strength is not used).
+  double denoising_end = 1.0;
+  double denoising_start = 0.0;
 
   // "dpmpp_2m_karras", "ddim_trailing", "euler_a": a sampler name with an optional
   // _karras / _trailing suffix. Other fields keep their defaults.
@@ -63,7 +75,7 @@ std::unique_ptr<Scheduler> make_scheduler(const SamplerOptions& options);
 // txt2img: runs all steps from latents_init (unit-variance noise). gen supplies the
 // stochastic samplers' per-step noise (may be null for deterministic ones).
 Tensor sample(const SamplerOptions& options, const Tensor& latents_init, const Denoiser& denoise,
-              Generator* gen, const StepCallback& on_step = {});
+              Generator* gen, const StepCallback& on_step = {}, const StepFilter& filter = {});
 
 // The same loop on a scheduler made elsewhere (e.g. make_scheduler(class, config) from a
 // model's scheduler_config.json); set_timesteps must have been called.
@@ -72,6 +84,11 @@ Tensor sample(Scheduler& scheduler, const Tensor& latents_init, const Denoiser& 
 
 // img2img, as diffusers' img2img pipeline: with n = options.steps, the last
 // min(int(n * strength), n) steps run, starting from init_latents noised to the first of them.
+// The number of scheduler indices a txt2img run with this denoising_end takes (all when 1).
+int denoising_end_index(const Scheduler& scheduler, double denoising_end);
+// The first scheduler index an img2img run with this denoising_start takes.
+int denoising_start_index(const Scheduler& scheduler, double denoising_start);
+
 struct Img2ImgPlan {
   int begin_index = 0;  // first index into the scheduler's timesteps (t_start * order)
   int num_steps = 0;    // nominal steps that run (n - t_start)
@@ -83,10 +100,10 @@ Img2ImgPlan img2img_plan(const Scheduler& scheduler, int steps, double strength)
 // draws it right after the VAE posterior sample).
 Tensor sample_img2img(const SamplerOptions& options, const Tensor& init_latents,
                       const Tensor& noise, const Denoiser& denoise, Generator* gen,
-                      const StepCallback& on_step = {});
+                      const StepCallback& on_step = {}, const StepFilter& filter = {});
 // The same on a scheduler made elsewhere, after its set_timesteps (which gives the step count).
 Tensor sample_img2img(Scheduler& scheduler, double strength, const Tensor& init_latents,
                       const Tensor& noise, const Denoiser& denoise, Generator* gen,
-                      const StepCallback& on_step = {});
+                      const StepCallback& on_step = {}, const StepFilter& filter = {});
 
 }  // namespace diffuse::sampling

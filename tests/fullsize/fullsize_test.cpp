@@ -62,4 +62,21 @@ TEST(FullSize, Sd21IsSd2WithOpenClip) {
   fs::remove(path);
 }
 
+// The full-size SDXL base (6.5 GiB of random weights in the published single-file layout): its
+// family, structure and the published component sizes, and its default image size.
+TEST(FullSize, SdxlBaseParameterCounts) {
+  std::string path = make_checkpoint("sdxl/single_file", "sdxl.safetensors");
+  if (path.empty()) GTEST_SKIP() << "random_checkpoint.py or the manifests are absent";
+  auto j = info(path);
+  EXPECT_EQ(j["family"], "SDXL");
+  EXPECT_EQ(j["components"]["unet"]["parameters"].get<int64_t>(), 2567463684);
+  EXPECT_EQ(j["components"]["vae"]["parameters"].get<int64_t>(), 83653863);
+  EXPECT_EQ(j["components"]["text_encoder"]["parameters"].get<int64_t>(), 123060480);
+  EXPECT_EQ(j["components"]["text_encoder_2"]["parameters"].get<int64_t>(), 694659840);
+  EXPECT_EQ(j["text_encoder"]["heads"].get<int64_t>(), 12);
+  EXPECT_EQ(j["text_encoder_2"]["heads"].get<int64_t>(), 20);
+  EXPECT_EQ(j["text_encoder_2"]["layers"].get<int64_t>(), 32);
+  fs::remove(path);
+}
+
 }  // namespace

@@ -101,7 +101,7 @@ TEST_P(ModelWriterForms, DiffusersFolderRoundTrip) {
   }
   // The bundle resolves the same model from the written folder.
   auto again = pipeline::ModelBundle::open(out);
-  EXPECT_EQ(again->family, bundle->family);
+  EXPECT_EQ(again->family().id, bundle->family().id);
   EXPECT_EQ(again->inpaint, bundle->inpaint);
   EXPECT_EQ(again->prediction_type, bundle->prediction_type);
   EXPECT_EQ(again->unet_config.to_json(), bundle->unet_config.to_json());

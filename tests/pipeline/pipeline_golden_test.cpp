@@ -89,8 +89,8 @@ TEST_P(SamplerGolden, TrajectoryAndFinalLatentsMatch) {
     init = ref.at("pipe.latents0");
   }
   const int64_t skip = model->default_clip_skip();
-  Tensor cond = model->encode_prompt(req.prompt, skip);
-  Tensor uncond = model->encode_prompt(req.negative_prompt, skip);
+  const auto cond = pipeline::request_conditioning(*model, req, req.prompt, skip, false);
+  const auto uncond = pipeline::request_conditioning(*model, req, req.negative_prompt, skip, true);
   std::vector<Tensor> traj;
   Tensor final_latents = pipeline::sample_latents(*model, req, cond, uncond, init, req.seed,
                                                   [&](int, const Tensor& x) { traj.push_back(x.clone()); });
@@ -126,8 +126,8 @@ TEST_P(Img2ImgGolden, DdimImg2ImgMatches) {
   req.seed = rj["img2img"].at("generator_seed").get<int64_t>();
   req.init_image = ref.at("vae.image");
   const int64_t skip = model->default_clip_skip();
-  Tensor out = pipeline::sample_latents(*model, req, model->encode_prompt(req.prompt, skip),
-                                        model->encode_prompt(req.negative_prompt, skip), Tensor(),
+  Tensor out = pipeline::sample_latents(*model, req, pipeline::request_conditioning(*model, req, req.prompt, skip, false),
+                                        pipeline::request_conditioning(*model, req, req.negative_prompt, skip, true), Tensor(),
                                         req.seed);
   EXPECT_REL_NEAR(out, ref.at("img2img.ddim.final_latents"), 1e-3);
 }
@@ -175,8 +175,8 @@ TEST_P(Img2ImgGolden, MaskedImg2ImgKeepsTheUnmaskedRegion) {
     for (int64_t x = 0; x < w; ++x) m[size_t(y * w + x)] = x >= w / 2 ? 1.0f : 0.0f;  // repaint right
   req.mask = Tensor::from_vector(m, {1, 1, h, w});
   const int64_t skip = model->default_clip_skip();
-  Tensor out = pipeline::sample_latents(*model, req, model->encode_prompt(req.prompt, skip),
-                                        model->encode_prompt(req.negative_prompt, skip), Tensor(), req.seed);
+  Tensor out = pipeline::sample_latents(*model, req, pipeline::request_conditioning(*model, req, req.prompt, skip, false),
+                                        pipeline::request_conditioning(*model, req, req.negative_prompt, skip, true), Tensor(), req.seed);
   // The image latents as the pipeline drew them: the posterior sample is the generator's first draw.
   auto d = model->vae().encode(req.init_image);
   auto gen = sampling::make_generator("cpu", uint64_t(req.seed));

@@ -153,7 +153,7 @@ ClipTextOutput ClipTextTransformer::forward(const Tensor& ids) const {
   return out;
 }
 
-Tensor ClipTextModel::encode(const Tensor& ids, int64_t clip_skip) const {
+Tensor ClipTextModel::encode(const Tensor& ids, int64_t clip_skip, bool final_layer_norm) const {
   check_ids(ids, config_.vocab_size);
   const int64_t published = config_.published_layers();
   DF_CHECK(clip_skip >= 1 && clip_skip <= published, "clip skip ", clip_skip,
@@ -164,7 +164,7 @@ Tensor ClipTextModel::encode(const Tensor& ids, int64_t clip_skip) const {
            "the smallest clip skip for it is ", config_.unused_published_layers + 1, ")");
   Tensor h = text_model.embeddings.forward(ids);
   for (int64_t i = 0; i < blocks; ++i) h = text_model.encoder.layers[size_t(i)].forward(h);
-  return text_model.final_layer_norm.forward(h);
+  return final_layer_norm ? text_model.final_layer_norm.forward(h) : h;
 }
 
 }  // namespace diffuse::models

@@ -52,6 +52,7 @@ struct ClipTextOutput {
   std::vector<Tensor> hidden_states;  // [0] = embeddings, [i] = after block i
   Tensor last_hidden_state;           // final layer norm of the last block's output
   Tensor pooler_output;               // last_hidden_state at each sequence's end token
+  Tensor text_embeds;                 // pooler_output projected (with a text_projection)
 };
 
 class ClipTextTransformer : public nn::Module {
@@ -76,8 +77,8 @@ class ClipTextModel : public nn::Module {
 
   // What Stable Diffusion conditions on: the output of the block `clip_skip` from the end of
   // the encoder as published (1 = last), through the final layer norm; runs only the blocks
-  // needed. [B, L, D].
-  Tensor encode(const Tensor& ids, int64_t clip_skip) const;
+  // needed. [B, L, D]. SDXL conditions on the hidden state as it is (final_layer_norm false).
+  Tensor encode(const Tensor& ids, int64_t clip_skip, bool final_layer_norm = true) const;
 
   const ClipTextConfig& config() const { return config_; }
   ClipTextTransformer text_model;

@@ -126,8 +126,11 @@ UNet2DConditionModel::UNet2DConditionModel(const UNetConfig& c)
 }
 
 Tensor UNet2DConditionModel::forward(const Tensor& sample, const std::vector<float>& timesteps,
-                                     const Tensor& context) const {
+                                     const Tensor& context, const Tensor& text_embeds,
+                                     const Tensor& time_ids) const {
   const auto& c = config_;
+  DF_CHECK(!text_embeds.defined() && !time_ids.defined(),
+           "unet: this UNet takes no added conditioning (text_embeds, time_ids)");
   DF_CHECK(sample.dim() == 4 && sample.size(1) == c.in_channels, "unet: sample must be [B, ",
            c.in_channels, ", h, w], got ", sample.desc());
   const int64_t b = sample.size(0);

@@ -45,7 +45,8 @@ class UNet2DConditionModel : public nn::Module {
   // sample [B, in_channels, h, w], one timestep per batch entry, context [B, S, D]
   // -> the prediction [B, out_channels, h, w].
   Tensor forward(const Tensor& sample, const std::vector<float>& timesteps,
-                 const Tensor& context) const;
+                 const Tensor& context, const Tensor& text_embeds = {},
+                 const Tensor& time_ids = {}) const;
 
   const UNetConfig& config() const { return config_; }
 
