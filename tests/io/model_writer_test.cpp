@@ -446,7 +446,12 @@ TEST(ConfigJson, NonDefaultFieldsRoundTrip) {
   u.down_has_attention = {true, false, true};
   u.up_has_attention = {false, true, false};
   u.layers_per_block = 3;
-  u.transformer_layers_per_block = 2;
+  u.transformer_layers_per_block = {2, 1, 3};
+  u.reverse_transformer_layers_per_block = {{3, 3, 2, 1}, {1, 1, 1, 1}, {2, 2, 2, 2}};
+  u.mid_block_has_attention = false;
+  u.addition_embed_type = "text_time";
+  u.addition_time_embed_dim = 8;
+  u.projection_class_embeddings_input_dim = 48 + 6 * 8;
   u.heads = {1, 3, 5};
   u.cross_attention_dim = 48;
   u.use_linear_projection = true;
@@ -461,7 +466,11 @@ TEST(ConfigJson, NonDefaultFieldsRoundTrip) {
   EXPECT_EQ(u2.up_has_attention, u.up_has_attention);
   EXPECT_EQ(u2.norm_eps, u.norm_eps);
   EXPECT_EQ(u2.freq_shift, u.freq_shift);
-  EXPECT_EQ(u2.transformer_layers_per_block, 2);
+  EXPECT_EQ(u2.transformer_layers_per_block, u.transformer_layers_per_block);
+  EXPECT_EQ(u2.reverse_transformer_layers_per_block, u.reverse_transformer_layers_per_block);
+  EXPECT_EQ(u2.mid_block_has_attention, false);
+  EXPECT_EQ(u2.addition_time_embed_dim, 8);
+  EXPECT_EQ(u2.projection_class_embeddings_input_dim, u.projection_class_embeddings_input_dim);
   EXPECT_EQ(u.to_json()["norm_eps"].dump(), "1e-06");
 
   models::VaeConfig v;

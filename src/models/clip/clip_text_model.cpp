@@ -103,6 +103,10 @@ const ClipTextConfig& checked(const ClipTextConfig& c) {
 
 ClipTextModel::ClipTextModel(const ClipTextConfig& c) : text_model(checked(c)), config_(c) {
   register_module("text_model", text_model);
+  if (c.projection_dim > 0) {
+    text_projection.emplace(c.hidden_size, c.projection_dim, /*bias=*/false);
+    register_module("text_projection", *text_projection);
+  }
 }
 
 namespace {
@@ -115,7 +119,9 @@ void check_ids(const Tensor& ids, int64_t vocab) {
 
 ClipTextOutput ClipTextModel::forward(const Tensor& ids) const {
   check_ids(ids, config_.vocab_size);
-  return text_model.forward(ids);
+  ClipTextOutput out = text_model.forward(ids);
+  if (text_projection) out.text_embeds = text_projection->forward(out.pooler_output);  // [B, P]
+  return out;
 }
 
 ClipTextOutput ClipTextTransformer::forward(const Tensor& ids) const {
@@ -153,7 +159,7 @@ ClipTextOutput ClipTextTransformer::forward(const Tensor& ids) const {
   return out;
 }
 
-Tensor ClipTextModel::encode(const Tensor& ids, int64_t clip_skip) const {
+Tensor ClipTextModel::encode(const Tensor& ids, int64_t clip_skip, bool final_layer_norm) const {
   check_ids(ids, config_.vocab_size);
   const int64_t published = config_.published_layers();
   DF_CHECK(clip_skip >= 1 && clip_skip <= published, "clip skip ", clip_skip,
@@ -164,7 +170,7 @@ Tensor ClipTextModel::encode(const Tensor& ids, int64_t clip_skip) const {
            "the smallest clip skip for it is ", config_.unused_published_layers + 1, ")");
   Tensor h = text_model.embeddings.forward(ids);
   for (int64_t i = 0; i < blocks; ++i) h = text_model.encoder.layers[size_t(i)].forward(h);
-  return text_model.final_layer_norm.forward(h);
+  return final_layer_norm ? text_model.final_layer_norm.forward(h) : h;
 }
 
 }  // namespace diffuse::models
