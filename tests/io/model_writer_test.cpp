@@ -46,6 +46,7 @@ void expect_same_components(const ModelFiles& got, const ModelFiles& want) {
   expect_same_tensors(got.unet, want.unet, "unet");
   expect_same_tensors(got.vae, want.vae, "vae");
   expect_same_tensors(got.text_encoder, want.text_encoder, "text_encoder");
+  expect_same_tensors(got.text_encoder_2, want.text_encoder_2, "text_encoder_2");
 }
 
 std::string fresh_dir(const std::string& name) {
@@ -183,13 +184,14 @@ TEST(ModelWriter, FullSizeManifestNamesComeBack) {
     files.unet = fake(mapped.unet);
     files.vae = fake(mapped.vae);
     files.text_encoder = fake(mapped.text_encoder);
+    files.text_encoder_2 = fake(mapped.text_encoder_2);
     files.text_layout = mapped.text_layout;
     TensorMap written;
     ASSERT_NO_THROW(written = single_file_tensors(files, single_file_text_layout(files)));
     std::map<std::string, Shape> got;
     for (const auto& [name, t] : written) got[name] = t.shape();
-    const LdmLayoutPlan plan =
-        plan_ldm_layout(mapped.unet, mapped.vae, mapped.text_encoder, mapped.text_layout);
+    const LdmLayoutPlan plan = plan_ldm_layout(mapped.unet, mapped.vae, mapped.text_encoder,
+                                               mapped.text_layout, mapped.text_encoder_2);
     const std::set<std::string> ignored(mapped.ignored.begin(), mapped.ignored.end());
     std::map<std::string, Shape> want;
     for (const auto& [name, shape] : names)
