@@ -112,7 +112,7 @@ ModelFiles open_diffusers_folder(const fs::path& dir) {
   m.model_index = read_json(index_file);
   DF_CHECK(m.model_index.is_object(), index_file.string(), ": not a JSON object");
 
-  for (const char* part : {"unet", "vae", "text_encoder"}) {
+  for (const char* part : {"unet", "vae", "text_encoder", "text_encoder_2"}) {
     const fs::path sub = dir / part;
     if (!fs::is_directory(sub)) {
       DF_CHECK(!index_lists(m.model_index, part) && std::string(part) != "unet", dir.string(),
@@ -124,6 +124,7 @@ ModelFiles open_diffusers_folder(const fs::path& dir) {
 
   m.scheduler_config = read_json_if_present(dir / "scheduler" / "scheduler_config.json");
   read_tokenizer_folder((dir / "tokenizer").string(), m);
+  read_tokenizer_folder((dir / "tokenizer_2").string(), m, "tokenizer_2");
   return m;
 }
 
@@ -138,12 +139,8 @@ ModelFiles open_single_file(const std::string& path, DType dequantized) {
   names.reserve(all.size());
   for (const auto& [name, t] : all) names.emplace_back(name, t.shape());
   const SingleFilePlan plan = plan_single_file(names, path);
-  for (const TensorMapping& map : plan.tensors) {
-    TensorMap& dst = map.component == Component::Unet  ? m.unet
-                     : map.component == Component::Vae ? m.vae
-                                                       : m.text_encoder;
-    dst[map.target] = apply_mapping(map, all.at(map.source));
-  }
+  for (const TensorMapping& map : plan.tensors)
+    component_tensors(m, map.component)[map.target] = apply_mapping(map, all.at(map.source));
   m.text_layout = plan.text_layout;
   m.dropped_text_layers = plan.dropped_text_layers;
   m.ignored = plan.ignored;
@@ -152,16 +149,36 @@ ModelFiles open_single_file(const std::string& path, DType dequantized) {
 
 }  // namespace
 
+TensorMap& component_tensors(ModelFiles& m, Component c) {
+  switch (c) {
+    case Component::Unet:
+      return m.unet;
+    case Component::Vae:
+      return m.vae;
+    case Component::TextEncoder:
+      return m.text_encoder;
+    case Component::TextEncoder2:
+      return m.text_encoder_2;
+  }
+  return m.unet;
+}
+
+const TensorMap& component_tensors(const ModelFiles& m, Component c) {
+  return component_tensors(const_cast<ModelFiles&>(m), c);
+}
+
 void read_component_folder(const std::string& dir, const std::string& component, ModelFiles& m) {
-  TensorMap* tensors = component == "unet"           ? &m.unet
-                       : component == "vae"          ? &m.vae
-                       : component == "text_encoder" ? &m.text_encoder
-                                                     : nullptr;
-  json* config = component == "unet"  ? &m.unet_config
-                 : component == "vae" ? &m.vae_config
-                                      : &m.text_encoder_config;
+  TensorMap* tensors = component == "unet"             ? &m.unet
+                       : component == "vae"            ? &m.vae
+                       : component == "text_encoder"   ? &m.text_encoder
+                       : component == "text_encoder_2" ? &m.text_encoder_2
+                                                       : nullptr;
+  json* config = component == "unet"           ? &m.unet_config
+                 : component == "vae"          ? &m.vae_config
+                 : component == "text_encoder" ? &m.text_encoder_config
+                                               : &m.text_encoder_2_config;
   DF_CHECK(tensors, "unknown model component '", component,
-           "' (expected unet, vae or text_encoder)");
+           "' (expected unet, vae, text_encoder or text_encoder_2)");
   const fs::path sub(dir);
   DF_CHECK(fs::is_directory(sub), component, " folder ", dir, " does not exist");
   const fs::path config_file = sub / "config.json";
@@ -171,11 +188,11 @@ void read_component_folder(const std::string& dir, const std::string& component,
 
   // Older transformers kept the position ids buffer; older diffusers named the VAE attention
   // query/key/value/proj_attn with linear or 1x1-convolution weights.
-  if (component == "text_encoder") {
-    for (auto it = m.text_encoder.begin(); it != m.text_encoder.end();) {
+  if (component == "text_encoder" || component == "text_encoder_2") {
+    for (auto it = tensors->begin(); it != tensors->end();) {
       if (it->first.ends_with("embeddings.position_ids")) {
-        m.ignored.push_back("text_encoder/" + it->first);
-        it = m.text_encoder.erase(it);
+        m.ignored.push_back(component + "/" + it->first);
+        it = tensors->erase(it);
       } else {
         ++it;
       }
@@ -195,13 +212,18 @@ void read_component_folder(const std::string& dir, const std::string& component,
   }
 }
 
-void read_tokenizer_folder(const std::string& dir, ModelFiles& m) {
+void read_tokenizer_folder(const std::string& dir, ModelFiles& m, const std::string& tokenizer) {
+  DF_CHECK(tokenizer == "tokenizer" || tokenizer == "tokenizer_2", "unknown tokenizer '", tokenizer,
+           "' (expected tokenizer or tokenizer_2)");
+  const bool second = tokenizer == "tokenizer_2";
+  std::string& vocab = second ? m.tokenizer_2_vocab : m.tokenizer_vocab;
+  std::string& merges = second ? m.tokenizer_2_merges : m.tokenizer_merges;
+  std::string& pad = second ? m.tokenizer_2_pad_token : m.tokenizer_pad_token;
   const fs::path tok(dir);
-  m.tokenizer_vocab = read_text_if_present(tok / "vocab.json");
-  m.tokenizer_merges = read_text_if_present(tok / "merges.txt");
-  m.tokenizer_pad_token = pad_token_of(read_json_if_present(tok / "special_tokens_map.json"));
-  if (m.tokenizer_pad_token.empty())
-    m.tokenizer_pad_token = pad_token_of(read_json_if_present(tok / "tokenizer_config.json"));
+  vocab = read_text_if_present(tok / "vocab.json");
+  merges = read_text_if_present(tok / "merges.txt");
+  pad = pad_token_of(read_json_if_present(tok / "special_tokens_map.json"));
+  if (pad.empty()) pad = pad_token_of(read_json_if_present(tok / "tokenizer_config.json"));
 }
 
 ModelFiles open_model(const std::string& path, DType dequantized) {

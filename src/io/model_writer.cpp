@@ -126,42 +126,49 @@ class StagingFolder {
 
 // ---- diffusers folders ----
 
-json default_model_index() {
-  return {{"_class_name", "StableDiffusionPipeline"},
+json default_model_index(const ModelFiles& m) {
+  // SDXL: the base has both text encoders; the refiner (an img2img pipeline) only the second.
+  const char* pipeline = m.text_encoder_2.empty() ? "StableDiffusionPipeline"
+                         : m.text_encoder.empty() ? "StableDiffusionXLImg2ImgPipeline"
+                                                  : "StableDiffusionXLPipeline";
+  return {{"_class_name", pipeline},
           {"_diffusers_version", "0.30.0"},
           {"feature_extractor", {nullptr, nullptr}},
           {"safety_checker", {nullptr, nullptr}},
           {"requires_safety_checker", false}};
 }
 
+// One tokenizer folder's contents and the text encoder it feeds.
+struct TokenizerFiles {
+  const std::string &vocab, &merges, &pad_token;
+  const json& text_config;
+  const TensorMap& text_encoder;
+  bool present() const { return !vocab.empty() || !merges.empty() || !pad_token.empty(); }
+};
+
 // The text encoder's positions (77 for every published model).
-int64_t model_max_length_of(const ModelFiles& m) {
-  const json& c = m.text_encoder_config;
+int64_t model_max_length_of(const TokenizerFiles& t) {
+  const json& c = t.text_config;
   if (c.is_object() && c.contains("max_position_embeddings") &&
       c["max_position_embeddings"].is_number_integer())
     return c["max_position_embeddings"].get<int64_t>();
-  auto it = m.text_encoder.find("text_model.embeddings.position_embedding.weight");
-  return it != m.text_encoder.end() ? it->second.size(0) : 77;
+  auto it = t.text_encoder.find("text_model.embeddings.position_embedding.weight");
+  return it != t.text_encoder.end() ? it->second.size(0) : 77;
 }
 
-bool has_tokenizer(const ModelFiles& m) {
-  return !m.tokenizer_vocab.empty() || !m.tokenizer_merges.empty() ||
-         !m.tokenizer_pad_token.empty();
-}
-
-void write_tokenizer(const ModelFiles& m, const fs::path& dir) {
+void write_tokenizer(const TokenizerFiles& t, const fs::path& dir) {
   fs::create_directory(dir);
-  if (!m.tokenizer_vocab.empty()) write_text(dir / "vocab.json", m.tokenizer_vocab);
-  if (!m.tokenizer_merges.empty()) write_text(dir / "merges.txt", m.tokenizer_merges);
+  if (!t.vocab.empty()) write_text(dir / "vocab.json", t.vocab);
+  if (!t.merges.empty()) write_text(dir / "merges.txt", t.merges);
   json special = {{"bos_token", "<|startoftext|>"},
                   {"eos_token", "<|endoftext|>"},
                   {"unk_token", "<|endoftext|>"}};
-  if (!m.tokenizer_pad_token.empty()) special["pad_token"] = m.tokenizer_pad_token;
+  if (!t.pad_token.empty()) special["pad_token"] = t.pad_token;
   write_json(dir / "special_tokens_map.json", special);
   json config = special;
   config["tokenizer_class"] = "CLIPTokenizer";
   config["do_lower_case"] = true;
-  config["model_max_length"] = model_max_length_of(m);
+  config["model_max_length"] = model_max_length_of(t);
   write_json(dir / "tokenizer_config.json", config);
 }
 
@@ -191,13 +198,15 @@ void save_diffusers_folder(const ModelFiles& m, const fs::path& target, const Sa
                         {"vae", m.vae, m.vae_config, "diffusion_pytorch_model.safetensors",
                          "diffusers", "AutoencoderKL"},
                         {"text_encoder", m.text_encoder, m.text_encoder_config, "model.safetensors",
-                         "transformers", "CLIPTextModel"}};
+                         "transformers", "CLIPTextModel"},
+                        {"text_encoder_2", m.text_encoder_2, m.text_encoder_2_config,
+                         "model.safetensors", "transformers", "CLIPTextModelWithProjection"}};
   DF_CHECK(!m.unet.empty(), target.string(), ": a diffusers folder needs a UNet: none given");
   for (const Part& p : parts)
     DF_CHECK(p.tensors.empty() || p.config.is_object(), target.string(), ": the ", p.name,
              " has no config (ModelFiles::", p.name, "_config); a diffusers folder needs one");
 
-  json index = m.model_index.is_object() ? m.model_index : default_model_index();
+  json index = m.model_index.is_object() ? m.model_index : default_model_index(m);
   auto list = [&](const char* component, bool present, const char* library, const char* cls) {
     const bool listed = index.contains(component) && index[component].is_array() &&
                         index[component].size() == 2 && index[component][0].is_string();
@@ -227,8 +236,16 @@ void save_diffusers_folder(const ModelFiles& m, const fs::path& target, const Sa
     fs::create_directory(staging.dir() / "scheduler");
     write_json(staging.dir() / "scheduler" / "scheduler_config.json", m.scheduler_config);
   }
-  list("tokenizer", has_tokenizer(m), "transformers", "CLIPTokenizer");
-  if (has_tokenizer(m)) write_tokenizer(m, staging.dir() / "tokenizer");
+  const TokenizerFiles tokenizers[] = {
+      {m.tokenizer_vocab, m.tokenizer_merges, m.tokenizer_pad_token, m.text_encoder_config,
+       m.text_encoder},
+      {m.tokenizer_2_vocab, m.tokenizer_2_merges, m.tokenizer_2_pad_token, m.text_encoder_2_config,
+       m.text_encoder_2}};
+  for (int i = 0; i < 2; ++i) {
+    const char* name = i == 0 ? "tokenizer" : "tokenizer_2";
+    list(name, tokenizers[i].present(), "transformers", "CLIPTokenizer");
+    if (tokenizers[i].present()) write_tokenizer(tokenizers[i], staging.dir() / name);
+  }
   // Components of the source index that are not written (safety checker, feature extractor...)
   // are listed as absent, so that a loader does not look for their folders.
   for (auto& [name, entry] : index.items())
@@ -243,6 +260,7 @@ void save_diffusers_folder(const ModelFiles& m, const fs::path& target, const Sa
 
 TextEncoderLayout single_file_text_layout(const ModelFiles& m) {
   if (m.text_layout != TextEncoderLayout::None) return m.text_layout;
+  if (!m.text_encoder_2.empty()) return TextEncoderLayout::Conditioner;
   const json& c = m.text_encoder_config;
   const bool gelu = c.is_object() && c.contains("hidden_act") && c["hidden_act"] == "gelu";
   return gelu ? TextEncoderLayout::OpenClip : TextEncoderLayout::ClipHF;
@@ -250,21 +268,19 @@ TextEncoderLayout single_file_text_layout(const ModelFiles& m) {
 
 TensorMap single_file_tensors(const ModelFiles& m, TextEncoderLayout text_layout) {
   const LdmLayoutPlan plan = plan_ldm_layout(names_and_shapes(m.unet), names_and_shapes(m.vae),
-                                             names_and_shapes(m.text_encoder), text_layout);
+                                             names_and_shapes(m.text_encoder), text_layout,
+                                             names_and_shapes(m.text_encoder_2));
   // The mappings of each source name, in part order.
   std::map<std::string, std::vector<const TensorMapping*>> by_source;
   for (const TensorMapping& t : plan.tensors) by_source[t.source].push_back(&t);
   for (auto& [source, maps] : by_source)
     std::sort(maps.begin(), maps.end(), [](auto* a, auto* b) { return a->part < b->part; });
   const std::map<std::string, Shape> shapes(plan.sources.begin(), plan.sources.end());
-  auto component = [&](Component c) -> const TensorMap& {
-    return c == Component::Unet ? m.unet : c == Component::Vae ? m.vae : m.text_encoder;
-  };
-
   TensorMap out;
   for (const auto& [source, maps] : by_source) {
     std::vector<Tensor> parts;
-    for (const TensorMapping* t : maps) parts.push_back(component(t->component).at(t->target));
+    for (const TensorMapping* t : maps)
+      parts.push_back(component_tensors(m, t->component).at(t->target));
     out.emplace(source, unapply_mappings(maps, parts, shapes.at(source)));
   }
   // The padding is shaped and typed like the tensors it stands beside.

@@ -19,21 +19,24 @@ struct SaveOptions {
   // given: transformers refuses safetensors files without it).
   Metadata metadata;
   // Single files: how to write the text encoder. None picks ModelFiles::text_layout when set,
-  // else OpenCLIP when the text config's hidden_act is "gelu" (SD2), else transformers CLIP.
+  // else Conditioner when there is a text_encoder_2 (SDXL), else OpenCLIP when the text
+  // config's hidden_act is "gelu" (SD2), else transformers CLIP.
   TextEncoderLayout text_layout = TextEncoderLayout::None;
 };
 
 // Writes `m` to `path`:
 // - DiffusersFolder: model_index.json; unet/ and vae/ (config.json +
-//   diffusion_pytorch_model.safetensors), text_encoder/ (config.json + model.safetensors),
-//   scheduler/scheduler_config.json, tokenizer/ (vocab.json, merges.txt when ModelFiles has them;
-//   special_tokens_map.json and tokenizer_config.json with the pad token). Components without
+//   diffusion_pytorch_model.safetensors), text_encoder/ and text_encoder_2/ (config.json +
+//   model.safetensors), scheduler/scheduler_config.json, tokenizer/ and tokenizer_2/ (vocab.json,
+//   merges.txt when ModelFiles has them; special_tokens_map.json and tokenizer_config.json with
+//   the pad token). Components without
 //   tensors are left out (model_index.json lists them as [null, null]); each one written needs
 //   its config (ModelFiles::*_config: save_model does not infer configs).
 // - SingleFile: one .safetensors with model.diffusion_model.*, first_stage_model.* and
 //   cond_stage_model.transformer.text_model.* (transformers CLIP) or cond_stage_model.model.*
 //   (OpenCLIP, q/k/v fused into in_proj, plus the zero-filled unused last block: see
-//   name_map_inverse.h). The VAE attention projections go back to 1x1 convolutions.
+//   name_map_inverse.h), or SDXL's conditioner.embedders.* when there is a text_encoder_2.
+//   The VAE attention projections go back to 1x1 convolutions.
 // Everything is written beside `path` first and renamed into place when complete; an existing
 // `path` is replaced only then, and only when it is the same kind of thing (a diffusers folder,
 // i.e. one with model_index.json, or an empty folder; a file for a file). On any error nothing

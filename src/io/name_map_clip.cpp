@@ -2,7 +2,8 @@
 //
 // SD1 stores the transformers model itself (cond_stage_model.transformer.[text_model.]*); SD2
 // stores OpenCLIP's text tower (cond_stage_model.model.*), whose attention keeps q, k and v in
-// one in_proj matrix [3d, d] that is split into q_proj, k_proj and v_proj.
+// one in_proj matrix [3d, d] that is split into q_proj, k_proj and v_proj. SDXL stores both
+// (conditioner.embedders.N.transformer.* / .model.*); its OpenCLIP tower keeps text_projection.
 #include <algorithm>
 
 #include "io/name_map_ldm.h"
@@ -50,6 +51,7 @@ bool is_clip_text_name(const std::string& name) {
 
 void map_clip_hf(const NamedShapes& tensors, std::vector<TensorMapping>& out,
                  std::vector<std::string>& unmapped) {
+  // (SDXL's conditioner.embedders.0.transformer.* uses the same names.)
   for (const auto& [name, shape] : tensors) {
     // Older transformers saved CLIPTextModel's text_model's children at the top.
     const std::string target = name.starts_with("text_model.") ? name : "text_model." + name;
@@ -61,7 +63,7 @@ void map_clip_hf(const NamedShapes& tensors, std::vector<TensorMapping>& out,
 }
 
 void map_open_clip(const NamedShapes& tensors, int drop_last, std::vector<TensorMapping>& out,
-                   std::vector<std::string>& unmapped) {
+                   std::vector<std::string>& unmapped, Component component) {
   int blocks = 0;
   for (const auto& [name, shape] : tensors) {
     const auto p = detail::split_name(name);
@@ -74,12 +76,15 @@ void map_open_clip(const NamedShapes& tensors, int drop_last, std::vector<Tensor
     int n = -1;  // the residual block, -1 outside them
     if (p.size() > 3 && p[0] == "transformer" && p[1] == "resblocks") n = detail::parse_index(p[2]);
     if (name == "positional_embedding") {
-      out.push_back(
-          {name, Component::TextEncoder, "text_model.embeddings.position_embedding.weight"});
+      out.push_back({name, component, "text_model.embeddings.position_embedding.weight"});
+      continue;
+    }
+    if (name == "text_projection" && component == Component::TextEncoder2) {
+      out.push_back({name, component, "text_projection.weight", TensorOp::Transpose});
       continue;
     }
     if (auto r = detail::apply_leaf_renames(name, kOpenClipTop)) {
-      out.push_back({name, Component::TextEncoder, *r});
+      out.push_back({name, component, *r});
       continue;
     }
     if (n < 0) {
@@ -93,11 +98,10 @@ void map_open_clip(const NamedShapes& tensors, int drop_last, std::vector<Tensor
       // [3d, ...] -> q, k, v: [d, ...] each
       const char* leaf = sub == "attn.in_proj_weight" ? "weight" : "bias";
       for (int part = 0; part < 3; ++part)
-        mapped.push_back({name, Component::TextEncoder,
-                          detail::dotted({layer, "self_attn", kQkv[part], leaf}),
+        mapped.push_back({name, component, detail::dotted({layer, "self_attn", kQkv[part], leaf}),
                           TensorOp::SplitRows, part, 3});
     } else if (auto r = detail::apply_leaf_renames(sub, kOpenClipBlock)) {
-      mapped.push_back({name, Component::TextEncoder, detail::dotted({layer, *r})});
+      mapped.push_back({name, component, detail::dotted({layer, *r})});
     }
     if (mapped.empty())
       unmapped.push_back(name);

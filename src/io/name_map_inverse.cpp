@@ -163,7 +163,14 @@ Placed place_open_clip(const std::string& name) {
   return {leaf.empty() ? "" : dotted({block, leaf})};
 }
 
+// SDXL's text_encoder_2: OpenCLIP names, and the projection applied as x @ P.
+Placed place_open_clip_with_projection(const std::string& name) {
+  if (name == "text_projection.weight") return {"text_projection", TensorOp::Transpose};
+  return place_open_clip(name);
+}
+
 Shape source_shape(const Placed& pl, const Shape& canonical) {
+  if (pl.op == TensorOp::Transpose) return {canonical.at(1), canonical.at(0)};  // b a -> a b
   Shape s = canonical;
   if (pl.op == TensorOp::Conv1x1ToLinear) s.insert(s.end(), {1, 1});  // o i -> o i 1 1
   if (pl.op == TensorOp::SplitRows) s[0] *= pl.parts;                 // d ... -> (parts d) ...
@@ -205,11 +212,17 @@ void verify_forward(const LdmLayoutPlan& plan, TextEncoderLayout text_layout, in
 }  // namespace
 
 LdmLayoutPlan plan_ldm_layout(const NamedShapes& unet, const NamedShapes& vae,
-                              const NamedShapes& text_encoder, TextEncoderLayout text_layout) {
+                              const NamedShapes& text_encoder, TextEncoderLayout text_layout,
+                              const NamedShapes& text_encoder_2) {
   DF_CHECK(!unet.empty(), "a single file needs a UNet (model.diffusion_model.*): none given");
-  DF_CHECK(text_encoder.empty() || text_layout != TextEncoderLayout::None,
-           "a text encoder layout (transformers CLIP or OpenCLIP) is needed to write the text "
-           "encoder in a single file");
+  DF_CHECK(
+      (text_encoder.empty() && text_encoder_2.empty()) || text_layout != TextEncoderLayout::None,
+      "a text encoder layout (transformers CLIP or OpenCLIP) is needed to write the text "
+      "encoder in a single file");
+  DF_CHECK(text_encoder_2.empty() || text_layout == TextEncoderLayout::Conditioner,
+           "a second text encoder (SDXL) is written only in SDXL's layout ",
+           "(conditioner.embedders.*)");
+  const bool has_text_encoder = !text_encoder.empty();
   LdmLayoutPlan plan;
   std::map<std::string, Shape> sources;
   std::vector<std::string> unplaced;
@@ -218,7 +231,8 @@ LdmLayoutPlan plan_ldm_layout(const NamedShapes& unet, const NamedShapes& vae,
       unplaced.push_back(str(component_name(c), " ", name));
       return;
     }
-    const std::string source = str(detail::single_file_prefix(c, text_layout), pl.source);
+    const std::string source =
+        str(detail::single_file_prefix(c, text_layout, has_text_encoder), pl.source);
     const Shape s = source_shape(pl, shape);
     auto [it, fresh] = sources.emplace(source, s);
     DF_CHECK(fresh || (pl.op == TensorOp::SplitRows && it->second == s),
@@ -239,6 +253,8 @@ LdmLayoutPlan plan_ldm_layout(const NamedShapes& unet, const NamedShapes& vae,
     else
       add(Component::TextEncoder, name, shape, {is_clip_text_name(name) ? name : ""});
   }
+  for (const auto& [name, shape] : text_encoder_2)
+    add(Component::TextEncoder2, name, shape, place_open_clip_with_projection(name));
   if (!unplaced.empty()) {
     std::string list;
     for (size_t i = 0; i < unplaced.size() && i < 10; ++i) list += (i ? ", " : "") + unplaced[i];
@@ -261,7 +277,9 @@ LdmLayoutPlan plan_ldm_layout(const NamedShapes& unet, const NamedShapes& vae,
     for (const auto& [name, shape] : plan.padding) sources.emplace(name, shape);
   }
   plan.sources.assign(sources.begin(), sources.end());
-  verify_forward(plan, text_encoder.empty() ? TextEncoderLayout::None : text_layout, padded);
+  verify_forward(
+      plan, text_encoder.empty() && text_encoder_2.empty() ? TextEncoderLayout::None : text_layout,
+      padded);
   return plan;
 }
 
@@ -275,6 +293,8 @@ Tensor unapply_mappings(const std::vector<const TensorMapping*>& mappings,
       return parts.front();
     case TensorOp::Conv1x1ToLinear:
       return parts.front().reshape(source_shape);  // o i -> o i 1 1
+    case TensorOp::Transpose:
+      return parts.front().transpose(0, 1).contiguous();  // b a -> a b
     case TensorOp::SplitRows: {
       DF_CHECK(int(parts.size()) == m.parts, m.source, ": ", parts.size(), " of ", m.parts,
                " row blocks given");

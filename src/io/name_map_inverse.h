@@ -1,5 +1,6 @@
 // The inverse of the single-file name maps: the original LDM names (model.diffusion_model.*,
-// first_stage_model.*, cond_stage_model.*) of canonical tensors, for writing single files.
+// first_stage_model.*, cond_stage_model.* / conditioner.embedders.*) of canonical tensors, for
+// writing single files.
 //
 // The inverse reads the same renaming tables as the forward maps (name_map_tables.h) and is
 // checked by mapping its result forward with plan_single_file(): every planned name must map
@@ -27,10 +28,14 @@ struct LdmLayoutPlan {
 };
 
 // Plans the single-file names of canonical tensors (names without component prefix). The text
-// encoder is written as transformers' CLIP (SD1) or OpenCLIP (SD2, q/k/v fused into in_proj).
-// Throws an Error listing the canonical names that have no place in the LDM layout.
+// encoder is written as transformers' CLIP (SD1) or OpenCLIP (SD2, q/k/v fused into in_proj);
+// with the Conditioner layout (SDXL) text_encoder as conditioner.embedders.0.transformer.* and
+// text_encoder_2 as OpenCLIP (with text_projection) at conditioner.embedders.1.model.*, or .0.
+// without text_encoder (the refiner). Throws an Error listing the canonical names that have no
+// place in the LDM layout.
 LdmLayoutPlan plan_ldm_layout(const NamedShapes& unet, const NamedShapes& vae,
-                              const NamedShapes& text_encoder, TextEncoderLayout text_layout);
+                              const NamedShapes& text_encoder, TextEncoderLayout text_layout,
+                              const NamedShapes& text_encoder_2 = {});
 
 // The source tensor of one planned name from its canonical tensors (`parts`, one per mapping
 // of that name, in part order): a reshape for 1x1 convolutions, a concatenation of row blocks.

@@ -1,5 +1,6 @@
 // Name maps from the original LDM single-file layout (model.diffusion_model.*,
-// first_stage_model.*, cond_stage_model.*) to the canonical diffusers / transformers names.
+// first_stage_model.*, cond_stage_model.* or SDXL's conditioner.embedders.*) to the canonical
+// diffusers / transformers names.
 //
 // The maps work on names and shapes alone, so they can be checked against a manifest of a
 // full-size checkpoint without its weights; apply_mapping() then turns a source tensor into
@@ -15,14 +16,19 @@
 
 namespace diffuse::io {
 
-enum class Component { Unet, Vae, TextEncoder };
+enum class Component { Unet, Vae, TextEncoder, TextEncoder2 };
+// "unet", "vae", "text_encoder", "text_encoder_2" (the diffusers folder names)
 const char* component_name(Component c);
+// The canonical tensors of one component of `m`.
+TensorMap& component_tensors(ModelFiles& m, Component c);
+const TensorMap& component_tensors(const ModelFiles& m, Component c);
 
 // How one canonical tensor is made from a source tensor.
 enum class TensorOp {
   Copy,             // same values, same shape
   Conv1x1ToLinear,  // [o, i, 1, 1] -> [o, i]
   SplitRows,        // rows [part*n/parts, (part+1)*n/parts) of dim 0
+  Transpose,        // [a, b] -> [b, a] (OpenCLIP's text_projection is applied as x @ P)
 };
 
 struct TensorMapping {
@@ -51,7 +57,7 @@ Tensor apply_mapping(const TensorMapping& m, const Tensor& source);
 
 // The canonical names and shapes, per component, of a single file's names and shapes.
 struct MappedNames {
-  NamedShapes unet, vae, text_encoder;
+  NamedShapes unet, vae, text_encoder, text_encoder_2;
   std::vector<std::string> ignored;
   TextEncoderLayout text_layout = TextEncoderLayout::None;
   int dropped_text_layers = 0;
@@ -72,8 +78,12 @@ void map_vae_ldm(const NamedShapes& tensors, std::vector<TensorMapping>& out,
 void map_clip_hf(const NamedShapes& tensors, std::vector<TensorMapping>& out,
                  std::vector<std::string>& unmapped);
 // cond_stage_model.model.* (OpenCLIP) -> CLIPTextModel; drops the last `drop_last` blocks.
+// With `component` TextEncoder2 (SDXL's conditioner.embedders.N.model.*) the tower keeps its
+// projection: text_projection [width, proj] -> text_projection.weight [proj, width]
+// (CLIPTextModelWithProjection).
 void map_open_clip(const NamedShapes& tensors, int drop_last, std::vector<TensorMapping>& out,
-                   std::vector<std::string>& unmapped);
+                   std::vector<std::string>& unmapped,
+                   Component component = Component::TextEncoder);
 
 // True when `name` (without prefix) is a canonical CLIPTextModel tensor name.
 bool is_clip_text_name(const std::string& name);

@@ -26,8 +26,10 @@ std::span<const Rename> open_clip_block_renames();
 std::span<const std::string_view> open_clip_qkv_names();
 
 // name_map_ldm.cpp: blocks of OpenCLIP's text tower that Stable Diffusion does not use, and the
-// single-file prefix of a component's names ("model.diffusion_model.", ...).
+// single-file prefix of a component's names ("model.diffusion_model.", ...; SDXL's OpenCLIP
+// embedder is the second when the file also holds text_encoder, else the first).
 int open_clip_unused_blocks();
-std::string_view single_file_prefix(Component c, TextEncoderLayout text_layout);
+std::string_view single_file_prefix(Component c, TextEncoderLayout text_layout,
+                                    bool has_text_encoder = true);
 
 }  // namespace diffuse::io::detail

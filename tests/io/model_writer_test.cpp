@@ -46,6 +46,7 @@ void expect_same_components(const ModelFiles& got, const ModelFiles& want) {
   expect_same_tensors(got.unet, want.unet, "unet");
   expect_same_tensors(got.vae, want.vae, "vae");
   expect_same_tensors(got.text_encoder, want.text_encoder, "text_encoder");
+  expect_same_tensors(got.text_encoder_2, want.text_encoder_2, "text_encoder_2");
 }
 
 std::string fresh_dir(const std::string& name) {
@@ -183,13 +184,14 @@ TEST(ModelWriter, FullSizeManifestNamesComeBack) {
     files.unet = fake(mapped.unet);
     files.vae = fake(mapped.vae);
     files.text_encoder = fake(mapped.text_encoder);
+    files.text_encoder_2 = fake(mapped.text_encoder_2);
     files.text_layout = mapped.text_layout;
     TensorMap written;
     ASSERT_NO_THROW(written = single_file_tensors(files, single_file_text_layout(files)));
     std::map<std::string, Shape> got;
     for (const auto& [name, t] : written) got[name] = t.shape();
-    const LdmLayoutPlan plan =
-        plan_ldm_layout(mapped.unet, mapped.vae, mapped.text_encoder, mapped.text_layout);
+    const LdmLayoutPlan plan = plan_ldm_layout(mapped.unet, mapped.vae, mapped.text_encoder,
+                                               mapped.text_layout, mapped.text_encoder_2);
     const std::set<std::string> ignored(mapped.ignored.begin(), mapped.ignored.end());
     std::map<std::string, Shape> want;
     for (const auto& [name, shape] : names)
@@ -446,7 +448,12 @@ TEST(ConfigJson, NonDefaultFieldsRoundTrip) {
   u.down_has_attention = {true, false, true};
   u.up_has_attention = {false, true, false};
   u.layers_per_block = 3;
-  u.transformer_layers_per_block = 2;
+  u.transformer_layers_per_block = {2, 1, 3};
+  u.reverse_transformer_layers_per_block = {{3, 3, 2, 1}, {1, 1, 1, 1}, {2, 2, 2, 2}};
+  u.mid_block_has_attention = false;
+  u.addition_embed_type = "text_time";
+  u.addition_time_embed_dim = 8;
+  u.projection_class_embeddings_input_dim = 48 + 6 * 8;
   u.heads = {1, 3, 5};
   u.cross_attention_dim = 48;
   u.use_linear_projection = true;
@@ -461,7 +468,11 @@ TEST(ConfigJson, NonDefaultFieldsRoundTrip) {
   EXPECT_EQ(u2.up_has_attention, u.up_has_attention);
   EXPECT_EQ(u2.norm_eps, u.norm_eps);
   EXPECT_EQ(u2.freq_shift, u.freq_shift);
-  EXPECT_EQ(u2.transformer_layers_per_block, 2);
+  EXPECT_EQ(u2.transformer_layers_per_block, u.transformer_layers_per_block);
+  EXPECT_EQ(u2.reverse_transformer_layers_per_block, u.reverse_transformer_layers_per_block);
+  EXPECT_EQ(u2.mid_block_has_attention, false);
+  EXPECT_EQ(u2.addition_time_embed_dim, 8);
+  EXPECT_EQ(u2.projection_class_embeddings_input_dim, u.projection_class_embeddings_input_dim);
   EXPECT_EQ(u.to_json()["norm_eps"].dump(), "1e-06");
 
   models::VaeConfig v;

@@ -206,6 +206,72 @@ TEST(NameMapClip, OpenClipSplitsInProjAndDropsTheLastBlock) {
   EXPECT_EQ(std::count(plan.ignored.begin(), plan.ignored.end(), p + "logit_scale"), 1);
 }
 
+// SDXL (generative-models): the base's CLIP at conditioner.embedders.0.transformer and OpenCLIP
+// at .1.model, the refiner's OpenCLIP alone at .0.model; OpenCLIP keeps every block and its
+// projection (transposed), the position ids and logit_scale are ignored.
+TEST(NameMapSdxl, ConditionerEmbedders) {
+  const int64_t d = 4, proj = 6;
+  TensorMap file;
+  std::vector<float> p(size_t(d * proj));
+  for (size_t i = 0; i < p.size(); ++i) p[i] = float(i);
+  file["conditioner.embedders.1.model.text_projection"] = Tensor::from_vector(p, {d, proj});
+  file["conditioner.embedders.1.model.logit_scale"] = Tensor::zeros({});
+  file["conditioner.embedders.1.model.transformer.resblocks.0.ln_1.weight"] = Tensor::zeros({d});
+  file["conditioner.embedders.1.model.transformer.resblocks.1.ln_1.weight"] = Tensor::zeros({d});
+  file["conditioner.embedders.0.transformer.text_model.embeddings.position_ids"] =
+      Tensor::zeros({1, 77});
+  file["conditioner.embedders.0.transformer.text_model.final_layer_norm.weight"] =
+      Tensor::zeros({8});
+  auto names = tiny_unet(2, 1, {true, false});
+  for (const auto& [n, t] : file) names.emplace_back(n, t.shape());
+
+  const SingleFilePlan plan = plan_single_file(names, "sdxl");
+  EXPECT_EQ(plan.text_layout, TextEncoderLayout::Conditioner);
+  EXPECT_EQ(plan.dropped_text_layers, 0);
+  std::map<std::string, Tensor> te1, te2;
+  for (const auto& m : plan.tensors) {
+    if (m.component == Component::TextEncoder) te1[m.target] = apply_mapping(m, file.at(m.source));
+    if (m.component == Component::TextEncoder2) te2[m.target] = apply_mapping(m, file.at(m.source));
+  }
+  EXPECT_EQ(te1.size(), 1u);
+  EXPECT_TRUE(te1.count("text_model.final_layer_norm.weight"));
+  EXPECT_EQ(te2.size(), 3u);
+  EXPECT_TRUE(te2.count("text_model.encoder.layers.1.layer_norm1.weight"));  // nothing dropped
+  const Tensor& w = te2.at("text_projection.weight");
+  ASSERT_EQ(w.shape(), (Shape{proj, d}));
+  const auto v = w.to_float_vector();  // w[j][i] = P[i][j]
+  for (int64_t i = 0; i < d; ++i)
+    for (int64_t j = 0; j < proj; ++j) EXPECT_EQ(v[size_t(j * d + i)], float(i * proj + j));
+  EXPECT_EQ(plan.ignored.size(), 2u);
+
+  // The refiner: OpenCLIP as the first embedder.
+  NamedShapes refiner = tiny_unet(2, 1, {true, false});
+  refiner.push_back({"conditioner.embedders.0.model.ln_final.weight", {d}});
+  const MappedNames r = map_single_file_names(refiner);
+  EXPECT_TRUE(r.text_encoder.empty());
+  ASSERT_EQ(r.text_encoder_2.size(), 1u);
+  EXPECT_EQ(r.text_encoder_2[0].first, "text_model.final_layer_norm.weight");
+
+  // Two OpenCLIP embedders, unknown embedder names, SD1 and SDXL encoders together: errors.
+  auto error_of = [](NamedShapes n) {
+    try {
+      map_single_file_names(n);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  NamedShapes two = refiner;
+  two.push_back({"conditioner.embedders.1.model.ln_final.weight", {d}});
+  EXPECT_NE(error_of(two).find("two text encoders"), std::string::npos) << error_of(two);
+  NamedShapes unknown = refiner;
+  unknown.push_back({"conditioner.embedders.2.vision.proj", {d}});
+  EXPECT_NE(error_of(unknown).find("conditioner.embedders.2.vision.proj"), std::string::npos);
+  NamedShapes mixed = refiner;
+  mixed.push_back({"cond_stage_model.transformer.text_model.final_layer_norm.weight", {d}});
+  EXPECT_NE(error_of(mixed).find("conditioner.embedders"), std::string::npos) << error_of(mixed);
+}
+
 TEST(NameMapVae, MapsLevelsAndReversesTheDecoder) {
   auto names = tiny_unet(2, 1, {true, false});
   const std::string p = "first_stage_model.";

@@ -21,6 +21,17 @@ ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& j) {
     get("layer_norm_eps", c.layer_norm_eps);
     get("bos_token_id", c.bos_token_id);
     get("eos_token_id", c.eos_token_id);
+    bool with_projection = false;
+    if (j.contains("architectures") && j["architectures"].is_array())
+      for (const auto& a : j["architectures"])
+        with_projection |= a == "CLIPTextModelWithProjection";
+    if (with_projection) {
+      DF_CHECK(j.contains("projection_dim") && j["projection_dim"].is_number_integer(),
+               "text encoder config.json: CLIPTextModelWithProjection without projection_dim");
+      get("projection_dim", c.projection_dim);
+      DF_CHECK(c.projection_dim > 0, "text encoder config.json: projection_dim ", c.projection_dim,
+               " must be positive");
+    }
   } catch (const nlohmann::json::exception& e) {
     DF_FAIL("text encoder config.json: ", e.what());
   }
@@ -33,18 +44,21 @@ ClipTextConfig ClipTextConfig::from_json(const nlohmann::json& j) {
 }
 
 nlohmann::json ClipTextConfig::to_json() const {
-  return {{"architectures", {"CLIPTextModel"}},
-          {"model_type", "clip_text_model"},
-          {"vocab_size", vocab_size},
-          {"hidden_size", hidden_size},
-          {"intermediate_size", intermediate_size},
-          {"num_hidden_layers", num_hidden_layers},
-          {"num_attention_heads", num_attention_heads},
-          {"max_position_embeddings", max_position_embeddings},
-          {"hidden_act", hidden_act},
-          {"layer_norm_eps", json_float(layer_norm_eps)},
-          {"bos_token_id", bos_token_id},
-          {"eos_token_id", eos_token_id}};
+  nlohmann::json j = {
+      {"architectures", {projection_dim > 0 ? "CLIPTextModelWithProjection" : "CLIPTextModel"}},
+      {"model_type", "clip_text_model"},
+      {"vocab_size", vocab_size},
+      {"hidden_size", hidden_size},
+      {"intermediate_size", intermediate_size},
+      {"num_hidden_layers", num_hidden_layers},
+      {"num_attention_heads", num_attention_heads},
+      {"max_position_embeddings", max_position_embeddings},
+      {"hidden_act", hidden_act},
+      {"layer_norm_eps", json_float(layer_norm_eps)},
+      {"bos_token_id", bos_token_id},
+      {"eos_token_id", eos_token_id}};
+  if (projection_dim > 0) j["projection_dim"] = projection_dim;
+  return j;
 }
 
 ClipTextConfig ClipTextConfig::infer(const io::TensorMap& w, const std::string& hidden_act,
@@ -67,6 +81,8 @@ ClipTextConfig ClipTextConfig::infer(const io::TensorMap& w, const std::string& 
                  ".self_attn.q_proj.weight"))
     ++c.num_hidden_layers;
   c.hidden_act = hidden_act;
+  if (auto proj = w.find("text_projection.weight"); proj != w.end())
+    c.projection_dim = proj->second.size(0);  // [projection_dim, hidden_size]
   // 0 = unknown: the model refuses to be built until a config gives the count.
   c.num_attention_heads =
       head_dim > 0 && c.hidden_size % head_dim == 0 ? c.hidden_size / head_dim : 0;

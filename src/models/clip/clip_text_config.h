@@ -33,14 +33,21 @@ struct ClipTextConfig {
   // is published with one more block than Stable Diffusion uses). Clip skip counts from the
   // published end.
   int64_t unused_published_layers = 0;
+  // Width of text_projection (transformers' CLIPTextModelWithProjection, SDXL's second
+  // encoder); 0: no projection (CLIPTextModel, whose configs may still name a projection_dim).
+  int64_t projection_dim = 0;
 
-  // From a transformers config.json.
+  // From a transformers config.json. projection_dim is read only when the config's
+  // architectures name CLIPTextModelWithProjection (the class decides whether the model has a
+  // projection; CLIPTextModel configs carry an unused projection_dim too).
   static ClipTextConfig from_json(const nlohmann::json& j);
   // transformers' CLIPTextConfig fields (from_json(to_json()) gives this config back;
-  // unused_published_layers is not a config field and stays out).
+  // unused_published_layers is not a config field and stays out). With a projection the
+  // architecture is CLIPTextModelWithProjection.
   nlohmann::json to_json() const;
-  // From the tensor shapes (canonical names). Head counts are not in the shapes: the
-  // published encoders use 64-wide heads, so heads = hidden_size / head_dim.
+  // From the tensor shapes (canonical names); projection_dim from text_projection.weight when
+  // present. Head counts are not in the shapes: the published encoders use 64-wide heads, so
+  // heads = hidden_size / head_dim.
   static ClipTextConfig infer(const io::TensorMap& weights, const std::string& hidden_act,
                               int64_t head_dim = 64);
 

@@ -103,6 +103,10 @@ const ClipTextConfig& checked(const ClipTextConfig& c) {
 
 ClipTextModel::ClipTextModel(const ClipTextConfig& c) : text_model(checked(c)), config_(c) {
   register_module("text_model", text_model);
+  if (c.projection_dim > 0) {
+    text_projection.emplace(c.hidden_size, c.projection_dim, /*bias=*/false);
+    register_module("text_projection", *text_projection);
+  }
 }
 
 namespace {
@@ -115,7 +119,9 @@ void check_ids(const Tensor& ids, int64_t vocab) {
 
 ClipTextOutput ClipTextModel::forward(const Tensor& ids) const {
   check_ids(ids, config_.vocab_size);
-  return text_model.forward(ids);
+  ClipTextOutput out = text_model.forward(ids);
+  if (text_projection) out.text_embeds = text_projection->forward(out.pooler_output);  // [B, P]
+  return out;
 }
 
 ClipTextOutput ClipTextTransformer::forward(const Tensor& ids) const {

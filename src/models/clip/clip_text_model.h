@@ -1,5 +1,7 @@
-// CLIP's text transformer, as transformers' CLIPTextModel (names under "text_model.").
+// CLIP's text transformer, as transformers' CLIPTextModel (names under "text_model.") and
+// CLIPTextModelWithProjection (plus "text_projection").
 #pragma once
+#include <optional>
 #include <vector>
 
 #include "models/clip/clip_text_config.h"
@@ -52,7 +54,7 @@ struct ClipTextOutput {
   std::vector<Tensor> hidden_states;  // [0] = embeddings, [i] = after block i
   Tensor last_hidden_state;           // final layer norm of the last block's output
   Tensor pooler_output;               // last_hidden_state at each sequence's end token
-  Tensor text_embeds;                 // pooler_output projected (with a text_projection)
+  Tensor text_embeds;  // pooler_output through text_projection [B, P]; undefined without one
 };
 
 class ClipTextTransformer : public nn::Module {
@@ -72,16 +74,19 @@ class ClipTextModel : public nn::Module {
  public:
   explicit ClipTextModel(const ClipTextConfig& c);
 
-  // ids i64 [B, L]. Every hidden state, the final one normalized, and the pooled output.
+  // ids i64 [B, L]. Every hidden state, the final one normalized, the pooled output and, with
+  // a projection, the projected one.
   ClipTextOutput forward(const Tensor& ids) const;
 
   // What Stable Diffusion conditions on: the output of the block `clip_skip` from the end of
-  // the encoder as published (1 = last), through the final layer norm; runs only the blocks
-  // needed. [B, L, D]. SDXL conditions on the hidden state as it is (final_layer_norm false).
+  // the encoder as published (1 = last: hidden_states[-clip_skip]), through the final layer norm
+  // when `final_layer_norm` (SD1/SD2) or as it is (SDXL: encode(ids, 2, false) is diffusers'
+  // hidden_states[-2]); runs only the blocks needed. [B, L, D].
   Tensor encode(const Tensor& ids, int64_t clip_skip, bool final_layer_norm = true) const;
 
   const ClipTextConfig& config() const { return config_; }
   ClipTextTransformer text_model;
+  std::optional<nn::Linear> text_projection;  // [projection_dim, hidden_size], no bias
 
  private:
   ClipTextConfig config_;

@@ -48,8 +48,9 @@ UNetLevel::UNetLevel() {
 UNetMidBlock::UNetMidBlock(const UNetConfig& c) {
   const int64_t ch = c.block_out_channels.back(), temb = c.time_embed_dim();
   resnets.emplace_back(ch, ch, temb, c.norm_num_groups, c.norm_eps);
-  attentions.emplace_back(ch, c.heads.back(), c.cross_attention_dim, c.transformer_layers_per_block,
-                          c.use_linear_projection, c.norm_num_groups);
+  if (c.mid_block_has_attention)
+    attentions.emplace_back(ch, c.heads.back(), c.cross_attention_dim, c.mid_transformer_layers(),
+                            c.use_linear_projection, c.norm_num_groups);
   resnets.emplace_back(ch, ch, temb, c.norm_num_groups, c.norm_eps);
   register_module("attentions", attentions);
   register_module("resnets", resnets);
@@ -57,7 +58,7 @@ UNetMidBlock::UNetMidBlock(const UNetConfig& c) {
 
 Tensor UNetMidBlock::forward(const Tensor& x, const Tensor& temb, const Tensor& context) const {
   Tensor h = resnets[0].forward(x, temb);
-  h = attentions[0].forward(h, context);
+  if (attentions.size()) h = attentions[0].forward(h, context);
   return resnets[1].forward(h, temb);
 }
 
@@ -72,6 +73,23 @@ const UNetConfig& checked(const UNetConfig& c) {
         c.heads[i] > 0 && c.block_out_channels[i] % c.heads[i] == 0, "unet: the head count of ",
         "level ", i, " (width ", c.block_out_channels[i], ") is not in the file and differs ",
         "from the published models'; give the model's config (--config DIR of a diffusers folder)");
+  DF_CHECK(c.transformer_layers_per_block.size() == n,
+           "unet: ", c.transformer_layers_per_block.size(), " transformer depths for ", n,
+           " levels");
+  DF_CHECK(c.reverse_transformer_layers_per_block.empty() ||
+               c.reverse_transformer_layers_per_block.size() == n,
+           "unet: ", c.reverse_transformer_layers_per_block.size(), " up-level depths for ", n,
+           " levels");
+  for (const auto& level : c.reverse_transformer_layers_per_block)
+    DF_CHECK(int64_t(level.size()) == c.layers_per_block + 1, "unet: up-level depths list ",
+             level.size(), " layers, the levels have ", c.layers_per_block + 1);
+  DF_CHECK(c.addition_embed_type.empty() || c.has_text_time(), "unet: addition_embed_type '",
+           c.addition_embed_type, "' is not supported");
+  if (c.has_text_time())
+    DF_CHECK(c.addition_time_embed_dim > 0 && c.addition_time_embed_dim % 2 == 0 &&
+                 c.projection_class_embeddings_input_dim > 0,
+             "unet: the width of the added time embedding (addition_time_embed_dim) is not in ",
+             "the file; give the model's config (--config DIR of a diffusers folder)");
   return c;
 }
 }  // namespace
@@ -94,7 +112,7 @@ UNet2DConditionModel::UNet2DConditionModel(const UNetConfig& c)
       lvl.resnets.emplace_back(j == 0 ? in : ch[i], ch[i], temb, g, c.norm_eps);
       if (c.down_has_attention[i])
         lvl.attentions.emplace_back(ch[i], c.heads[i], c.cross_attention_dim,
-                                    c.transformer_layers_per_block, c.use_linear_projection, g);
+                                    c.down_transformer_layers(i), c.use_linear_projection, g);
     }
     if (i + 1 < n) lvl.downsamplers.emplace_back(ch[i], c.downsample_padding);
   }
@@ -112,12 +130,17 @@ UNet2DConditionModel::UNet2DConditionModel(const UNetConfig& c)
       lvl.resnets.emplace_back(res_in + skip, out, temb, g, c.norm_eps);
       if (c.up_has_attention[i])
         lvl.attentions.emplace_back(out, c.heads[heads_level], c.cross_attention_dim,
-                                    c.transformer_layers_per_block, c.use_linear_projection, g);
+                                    c.up_transformer_layers(i, size_t(j)), c.use_linear_projection,
+                                    g);
     }
     if (i + 1 < n) lvl.upsamplers.emplace_back(out);
   }
   register_module("conv_in", conv_in);
   register_module("time_embedding", time_embedding);
+  if (c.has_text_time()) {
+    add_embedding.emplace(c.projection_class_embeddings_input_dim, temb);
+    register_module("add_embedding", *add_embedding);
+  }
   register_module("down_blocks", down_blocks);
   register_module("mid_block", mid_block);
   register_module("up_blocks", up_blocks);
@@ -125,12 +148,33 @@ UNet2DConditionModel::UNet2DConditionModel(const UNetConfig& c)
   register_module("conv_out", conv_out);
 }
 
+Tensor UNet2DConditionModel::added_embedding(const Tensor& text_embeds,
+                                             const Tensor& time_ids) const {
+  const auto& c = config_;
+  DF_CHECK(add_embedding.has_value(), "unet: this model takes no added conditioning ",
+           "(addition_embed_type is not text_time)");
+  DF_CHECK(text_embeds.defined() && time_ids.defined(), "unet: addition_embed_type text_time ",
+           "needs text_embeds and time_ids (the pooled text embedding and the time ids)");
+  DF_CHECK(text_embeds.dim() == 2 && time_ids.dim() == 2 && time_ids.size(0) == text_embeds.size(0),
+           "unet: text_embeds must be [B, P] and time_ids [B, n], got ", text_embeds.desc(),
+           " and ", time_ids.desc());
+  const int64_t b = text_embeds.size(0), ids = time_ids.size(1), d = c.addition_time_embed_dim;
+  DF_CHECK(text_embeds.size(1) + ids * d == c.projection_class_embeddings_input_dim,
+           "unet: text_embeds ", text_embeds.desc(), " and ", ids, " time ids of width ", d,
+           " make ", text_embeds.size(1) + ids * d, " features; add_embedding takes ",
+           c.projection_class_embeddings_input_dim);
+  // Time ids are inputs, not parameters: their sinusoidal projection needs no gradient.
+  Tensor time = timestep_embedding(time_ids.to_float_vector(), d, c.flip_sin_to_cos,
+                                   c.freq_shift);  // [B * n, d]
+  time = F::reshape(time, {b, ids * d});           // (b n) d -> b (n d)
+  Tensor pooled = text_embeds.dtype() == DType::F32 ? text_embeds : text_embeds.to(DType::F32);
+  return add_embedding->forward(F::cat({pooled, time}, 1));  // [B, P + n d] -> [B, temb]
+}
+
 Tensor UNet2DConditionModel::forward(const Tensor& sample, const std::vector<float>& timesteps,
                                      const Tensor& context, const Tensor& text_embeds,
                                      const Tensor& time_ids) const {
   const auto& c = config_;
-  DF_CHECK(!text_embeds.defined() && !time_ids.defined(),
-           "unet: this UNet takes no added conditioning (text_embeds, time_ids)");
   DF_CHECK(sample.dim() == 4 && sample.size(1) == c.in_channels, "unet: sample must be [B, ",
            c.in_channels, ", h, w], got ", sample.desc());
   const int64_t b = sample.size(0);
@@ -142,9 +186,21 @@ Tensor UNet2DConditionModel::forward(const Tensor& sample, const std::vector<flo
   DF_CHECK(sample.size(2) % mult == 0 && sample.size(3) % mult == 0, "unet: latent size ",
            sample.size(2), "x", sample.size(3), " must be a multiple of ", mult);
 
-  // 1. time embedding
+  // 1. time embedding, plus the added conditioning (SDXL)
   Tensor temb = time_embedding.forward(
       timestep_embedding(timesteps, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift));
+  if (add_embedding) {
+    DF_CHECK(text_embeds.defined() && text_embeds.dim() == 2 && text_embeds.size(0) == b,
+             "unet: text_embeds must be [", b, ", P] for addition_embed_type text_time, got ",
+             text_embeds.defined() ? text_embeds.desc() : std::string("none"));
+    DF_CHECK(time_ids.defined() && time_ids.dim() == 2 && time_ids.size(0) == b,
+             "unet: time_ids must be [", b, ", n] for addition_embed_type text_time, got ",
+             time_ids.defined() ? time_ids.desc() : std::string("none"));
+    temb = F::add(temb, added_embedding(text_embeds, time_ids));
+  } else {
+    DF_CHECK(!text_embeds.defined() && !time_ids.defined(),
+             "unet: text_embeds / time_ids given to a model without added conditioning");
+  }
 
   // 2. down
   Tensor h = conv_in.forward(sample);

@@ -1,4 +1,4 @@
-// UNet2DConditionModel (SD 1.x / 2.x), sectioned as diffusers' forward: time embedding,
+// UNet2DConditionModel (SD 1.x / 2.x, SDXL), sectioned as diffusers' forward: time embedding,
 // down, mid, up, out. Registered names mirror the diffusers checkpoint.
 #pragma once
 #include <optional>
@@ -30,6 +30,7 @@ class UNetLevel : public nn::Module {
   UNetLevel();
 };
 
+// resnet, attention, resnet (UNetMidBlock2DCrossAttn), or two resnets (UNetMidBlock2D).
 class UNetMidBlock : public nn::Module {
  public:
   UNetMidBlock(const UNetConfig& c);
@@ -43,10 +44,17 @@ class UNet2DConditionModel : public nn::Module {
   explicit UNet2DConditionModel(const UNetConfig& c);
 
   // sample [B, in_channels, h, w], one timestep per batch entry, context [B, S, D]
-  // -> the prediction [B, out_channels, h, w].
-  Tensor forward(const Tensor& sample, const std::vector<float>& timesteps,
-                 const Tensor& context, const Tensor& text_embeds = {},
-                 const Tensor& time_ids = {}) const;
+  // -> the prediction [B, out_channels, h, w]. With addition_embed_type "text_time" (SDXL) the
+  // added conditioning is required: text_embeds [B, P] (the pooled text embedding) and
+  // time_ids [B, n] (micro-conditioning) with P + n * addition_time_embed_dim =
+  // projection_class_embeddings_input_dim; without it both must be left undefined.
+  Tensor forward(const Tensor& sample, const std::vector<float>& timesteps, const Tensor& context,
+                 const Tensor& text_embeds = {}, const Tensor& time_ids = {}) const;
+
+  // The added embedding of text_time ([B, time_embed_dim]), as diffusers' get_aug_embed: each
+  // time id through the sinusoidal projection of width addition_time_embed_dim, flattened per
+  // row, after text_embeds, through add_embedding.
+  Tensor added_embedding(const Tensor& text_embeds, const Tensor& time_ids) const;
 
   const UNetConfig& config() const { return config_; }
 
@@ -57,6 +65,7 @@ class UNet2DConditionModel : public nn::Module {
 
   nn::Conv2d conv_in;
   TimestepEmbedding time_embedding;
+  std::optional<TimestepEmbedding> add_embedding;  // text_time only
   nn::ModuleList<UNetLevel> down_blocks;
   UNetMidBlock mid_block;
   nn::ModuleList<UNetLevel> up_blocks;

@@ -29,6 +29,13 @@ VaeConfig VaeConfig::from_json(const nlohmann::json& j) {
     get("scaling_factor", c.scaling_factor);
     get("use_quant_conv", c.use_quant_conv);
     get("use_post_quant_conv", c.use_post_quant_conv);
+    get("force_upcast", c.force_upcast);
+    // Latent normalisations and a mid block without attention are other VAEs' (SD3, Flux).
+    for (const char* k : {"shift_factor", "latents_mean", "latents_std"})
+      DF_CHECK(!j.contains(k) || j[k].is_null(), "vae config.json: ", k, " = ", j[k].dump(),
+               " is not supported");
+    DF_CHECK(j.value("mid_block_add_attention", true),
+             "vae config.json: ", "mid_block_add_attention = false is not supported");
     if (j.contains("sample_size") && j["sample_size"].is_array() && !j["sample_size"].empty())
       c.sample_size = j["sample_size"][0].get<int64_t>();
     else
@@ -55,6 +62,7 @@ nlohmann::json VaeConfig::to_json() const {
           {"scaling_factor", json_float(scaling_factor)},
           {"use_quant_conv", use_quant_conv},
           {"use_post_quant_conv", use_post_quant_conv},
+          {"force_upcast", force_upcast},
           {"sample_size", sample_size}};
 }
 

@@ -20,6 +20,9 @@ struct VaeConfig {
   bool use_quant_conv = true;
   bool use_post_quant_conv = true;
   int64_t sample_size = 512;  // pixels; the tile of tiled decoding (as diffusers)
+  // diffusers runs the VAE in float32 even in a half-precision pipeline (SDXL's VAE overflows
+  // in fp16); kept for the config's round trip.
+  bool force_upcast = true;
 
   static VaeConfig from_json(const nlohmann::json& j);
   // diffusers' config.json fields (from_json(to_json()) gives this config back).
