@@ -60,6 +60,12 @@ std::vector<std::string> reference_model_folders() {
       if (kind.empty()) {
         std::fprintf(stderr, "[reference] skipping %s: not a model folder (its reference.json names no kind)\n",
                      name.c_str());
+      } else if (kind == "sdxl" || kind == "sdxl-refiner") {
+        std::fprintf(stderr,
+                     "[reference] %s (kind '%s'): its reference.json has SDXL's layout (runs, "
+                     "two encoders): checked by the SDXL tests (reference_folders_of_kind), "
+                     "not by these\n",
+                     name.c_str(), kind.c_str());
       } else if (!reference_kind_supported(kind)) {
         std::fprintf(stderr, "[reference] skipping %s: model kind '%s' is not supported yet\n",
                      name.c_str(), kind.c_str());

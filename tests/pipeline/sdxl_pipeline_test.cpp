@@ -5,6 +5,9 @@
 // prompts, sizes and seeds are read from each folder's reference.json.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "io/safetensors.h"
 #include "model_forms.h"
 #include "pipeline/generate.h"
@@ -14,11 +17,6 @@ using namespace diffuse;
 using nlohmann::json;
 
 namespace {
-
-// Until the SDXL models load, these tests skip by name (test_util's supported kinds).
-#define SKIP_UNLESS_SDXL()                              \
-  if (!test::reference_kind_supported("sdxl"))          \
-  GTEST_SKIP() << "SDXL models are not supported yet"
 
 // Every form of every SDXL reference model except the quantized ones.
 std::vector<test::ModelForm> sdxl_forms() {
@@ -96,7 +94,6 @@ pipeline::GenerateRequest request_of(const json& rj, const json& run) {
 class SdxlPromptGolden : public testing::TestWithParam<test::ModelForm> {};
 
 TEST_P(SdxlPromptGolden, EmbeddingsPooledAndNegativesMatch) {
-  SKIP_UNLESS_SDXL();
   const auto& f = GetParam();
   const json& rj = f.reference_json;
   auto ref = io::load_safetensors(f.dir + "/reference.safetensors");
@@ -133,7 +130,6 @@ GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(SdxlPromptGolden);
 class SdxlRunGolden : public testing::TestWithParam<SdxlRun> {};
 
 TEST_P(SdxlRunGolden, TrajectoryAndFinalLatentsMatch) {
-  SKIP_UNLESS_SDXL();
   const SdxlRun& r = GetParam();
   const json& rj = r.form.reference_json;
   const json& run = rj.at("runs").at(r.key);
@@ -180,11 +176,43 @@ INSTANTIATE_TEST_SUITE_P(Runs, SdxlRunGolden, testing::ValuesIn(sdxl_runs()),
                          });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(SdxlRunGolden);
 
+// The whole txt2img through generate(): the euler run decoded, as diffusers' pipe.euler.image
+// (latents / scaling factor through the VAE, mapped to [0, 1]); and the default size is the
+// UNet config's (sample_size times the VAE's factor).
+TEST(SdxlGenerate, EulerRunDecodesToTheReferenceImage) {
+  const auto bases = test::reference_folders_of_kind({"sdxl"});
+  if (bases.empty()) GTEST_SKIP() << "no SDXL reference model";
+  for (const std::string& m : bases) {
+    const test::ModelForm f = test::model_forms(m).at(0);
+    auto ref = io::load_safetensors(f.dir + "/reference.safetensors");
+    if (!ref.count("pipe.euler.image")) continue;
+    auto model = test::open_form(f);
+    EXPECT_EQ(model->family().id, "sdxl");
+    EXPECT_EQ(model->default_image_size(), test::diffusers_default_side(f.path));
+    pipeline::GenerateRequest req = request_of(f.reference_json, f.reference_json.at("runs").at("pipe.euler"));
+    req.init_latents = ref.at("pipe.latents0");
+    const auto res = pipeline::generate(*model, req);
+    const Tensor& want = ref.at("pipe.euler.image");  // [1, 3, H, W] in [0, 1]
+    ASSERT_EQ(res.images.size(), 1u);
+    const io::Image& img = res.images[0];
+    ASSERT_EQ(img.width, want.size(3));
+    ASSERT_EQ(img.height, want.size(2));
+    const auto w = want.contiguous().to_float_vector();
+    double worst = 0;
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t y = 0; y < img.height; ++y)
+        for (int64_t x = 0; x < img.width; ++x) {
+          const double got = img.pixels[size_t((y * img.width + x) * img.channels + c)] / 255.0;
+          worst = std::max(worst, std::abs(got - w[size_t((c * img.height + y) * img.width + x)]));
+        }
+    EXPECT_LE(worst, 1.0 / 255 + 1e-3) << "largest pixel difference";
+  }
+}
+
 // The refiner hand-over splits one run: with the base model as its own "refiner", the base's
 // noisy latents at the switch continue under the same model and give the undivided run's
 // latents; with the real refiner, base and refiner steps add up to the run's.
 TEST(SdxlRefiner, HandOverSplitsTheRun) {
-  SKIP_UNLESS_SDXL();
   const auto bases = test::reference_folders_of_kind({"sdxl"});
   const auto refiners = test::reference_folders_of_kind({"sdxl-refiner"});
   if (bases.empty()) GTEST_SKIP() << "no SDXL reference model";
