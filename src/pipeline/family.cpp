@@ -31,6 +31,7 @@ const std::vector<FamilyInfo>& families() {
     xl.context_final_norm = false;
     xl.default_clip_skip = 2;
     xl.time_ids = TimeIds::SizeCropTarget;
+    xl.scheduler = "EulerDiscreteScheduler";
     xl.zeros_for_empty_negative = true;
     r.push_back(xl);
 

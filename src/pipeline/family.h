@@ -25,6 +25,7 @@ struct FamilyInfo {
   // family defaults to default_size_v (SD2 768-v).
   int64_t default_size = 512, default_size_v = 512;
   std::string_view prediction_type = "epsilon";  // published default (scheduler config wins)
+  std::string_view scheduler = "PNDMScheduler";   // the published pipeline's scheduler class
   // Which text encoders condition the UNet. With both, their contexts are concatenated along
   // the width (text_encoder first), and the pooled vector is text_encoder_2's projected one.
   bool text_encoder = true, text_encoder_2 = false;

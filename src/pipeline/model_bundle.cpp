@@ -142,6 +142,9 @@ std::unique_ptr<ModelBundle> ModelBundle::from_files(io::ModelFiles files,
     if (sched.is_null() && fs::exists(d / "scheduler" / "scheduler_config.json"))
       sched = read_json((d / "scheduler" / "scheduler_config.json").string());
   }
+  if (unet_json.is_object() && unet_json.contains("sample_size") &&
+      unet_json["sample_size"].is_number_integer() && unet_json["sample_size"].get<int64_t>() > 0)
+    b->sample_size_ = unet_json["sample_size"].get<int64_t>();
   if (unet_json.is_null()) {
     b->unet_config = models::UNetConfig::infer(f.unet);
   } else {
@@ -298,10 +301,7 @@ void ModelBundle::set_loras(const std::vector<models::LoraUse>& loras) {
 }
 
 int64_t ModelBundle::default_image_size() const {
-  const nlohmann::json& c = files.unet_config;
-  if (c.is_object() && c.contains("sample_size") && c["sample_size"].is_number_integer() &&
-      c["sample_size"].get<int64_t>() > 0)
-    return c["sample_size"].get<int64_t>() << (vae_config.block_out_channels.size() - 1);
+  if (sample_size_ > 0) return sample_size_ << (vae_config.block_out_channels.size() - 1);
   return family_->default_side(prediction_type);
 }
 

@@ -89,7 +89,8 @@ class ModelBundle {
   // Published default clip skip, counted as A1111 does (SD1: 1, SD2 and SDXL: 2).
   int64_t default_clip_skip() const { return family_->default_clip_skip; }
   // Default image side in pixels, as diffusers' pipelines: the UNet config's sample_size (latent
-  // pixels) times the VAE's downsampling; without a config (single files), the family's
+  // pixels; the folder's or the --config folder's) times the VAE's downsampling; without a
+  // config (single files), the family's
   // published size (512, 768 for SD2 v-prediction, 1024 for SDXL).
   int64_t default_image_size() const;
   // An empty negative prompt conditions on zeros (diffusers' force_zeros_for_empty_prompt: the
@@ -120,6 +121,7 @@ class ModelBundle {
   std::string tokenizer_dir_;  // from_parts' tokenizer folder
   Precision precision_ = Precision::Fp32;
   const FamilyInfo* family_ = &families().front();
+  int64_t sample_size_ = 0;  // the UNet config's sample_size (its own or --config's); 0 = none
   std::unique_ptr<tokenizer::ClipTokenizer> tokenizer_, tokenizer_2_;
   std::unique_ptr<models::ClipTextModel> text_encoder_, text_encoder_2_;
   std::unique_ptr<models::UNet2DConditionModel> unet_;

@@ -30,9 +30,10 @@ json resolved_config(const json& resolved, const std::string& config_dir, const 
   return j;
 }
 
-// Stable Diffusion's published scheduler (PNDM, scaled_linear betas, leading spacing).
-json published_scheduler(const std::string& prediction_type) {
-  return {{"_class_name", "PNDMScheduler"},
+// Stable Diffusion's published scheduler (scaled_linear betas, leading spacing) of the family's
+// class (PNDM for SD1/SD2, Euler for SDXL).
+json published_scheduler(const FamilyInfo& family, const std::string& prediction_type) {
+  return {{"_class_name", std::string(family.scheduler)},
           {"beta_start", 0.00085},
           {"beta_end", 0.012},
           {"beta_schedule", "scaled_linear"},
@@ -72,7 +73,23 @@ io::ModelFiles files_for_export(ModelBundle& b, const std::string& config_dir) {
   }
   if (f.scheduler_config.is_null())
     f.scheduler_config = b.scheduler_config.is_object() ? b.scheduler_config
-                                                        : published_scheduler(b.prediction_type);
+                                                        : published_scheduler(b.family(), b.prediction_type);
+  if (!f.text_encoder_2.empty() && f.text_encoder_2_config.is_null()) {
+    DF_CHECK(b.text_config_2.num_attention_heads > 0, f.path,
+             ": the second text encoder's head count is not stored in the file; give --config "
+             "with a diffusers folder of the same model");
+    f.text_encoder_2_config = resolved_config(b.text_config_2.to_json(), config_dir, "text_encoder_2");
+  }
+  if (!f.text_encoder_2.empty() && f.tokenizer_2_vocab.empty() && f.tokenizer_2_merges.empty()) {
+    if (!config_dir.empty())
+      io::read_tokenizer_folder((fs::path(config_dir) / "tokenizer_2").string(), f, "tokenizer_2");
+    if (f.tokenizer_2_pad_token.empty()) f.tokenizer_2_pad_token = std::string(b.family().pad_token_2);
+    if (f.tokenizer_2_vocab.empty() && f.tokenizer_2_merges.empty()) {
+      const tokenizer::ClipTokenizer& t = b.tokenizer_2();
+      f.tokenizer_2_vocab = t.vocab_json();
+      f.tokenizer_2_merges = t.merges_txt();
+    }
+  }
   if (f.tokenizer_vocab.empty() && f.tokenizer_merges.empty() && f.tokenizer_pad_token.empty()) {
     if (!config_dir.empty())
       io::read_tokenizer_folder((fs::path(config_dir) / "tokenizer").string(), f);
