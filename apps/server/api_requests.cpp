@@ -1,5 +1,6 @@
 #include "apps/server/api_requests.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -200,7 +201,39 @@ std::string scheduler_from_a1111(const std::string& name) {
   bad_field("scheduler", "unknown scheduler '" + name + "' (automatic, karras or trailing)");
 }
 
+// The deepest nesting of arrays and objects in a JSON text, counted without recursion (strings
+// skipped); stops counting once above `limit`. Malformed text is left to the parser.
+static size_t json_depth(const std::string& text, size_t limit) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 json parse_json_object(const std::string& body) {
+  if (body.size() > kMaxJsonBody)
+    throw ApiError(413, "request too large",
+                   str("the body is ", body.size(), " bytes, over the limit of ", kMaxJsonBody));
+  // nlohmann's copy and dump recurse: a body nested thousands deep would overflow the stack.
+  if (json_depth(body, kMaxJsonDepth) > kMaxJsonDepth)
+    throw ApiError(400, "malformed JSON",
+                   str("the body is nested deeper than ", kMaxJsonDepth, " levels"));
   json j;
   try {
     j = json::parse(body);

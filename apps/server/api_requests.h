@@ -3,6 +3,7 @@
 // job API. Each parser checks every field it reads (type, range, known names) and throws
 // ApiError naming the field and the problem.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -14,14 +15,20 @@ namespace diffuse::server {
 
 // What a request does not say: the server's options.
 struct RequestDefaults {
-  std::string model;      // A1111's sd_model_checkpoint
-  int64_t clip_skip = 0;  // A1111's CLIP_stop_at_last_layers; 0 = the model family's default
-  int max_size = 2048;    // the largest width or height
-  std::string lora_dir;   // where <lora:NAME:WEIGHT> prompt tags find NAME.safetensors
+  std::string model;        // A1111's sd_model_checkpoint
+  int64_t clip_skip = 0;    // A1111's CLIP_stop_at_last_layers; 0 = the model family's default
+  int max_size = 2048;      // the largest width or height
+  std::string lora_dir;     // where <lora:NAME:WEIGHT> prompt tags find NAME.safetensors
   bool vae_tiling = false;  // decode large images in tiles (serve --vae-tiling)
 };
 
-// The body as a JSON object: 400 for malformed JSON, 422 for another JSON value.
+// The largest request body (base64 images included) and the deepest JSON nesting a request
+// may have.
+constexpr size_t kMaxJsonBody = size_t(64) << 20;
+constexpr size_t kMaxJsonDepth = 64;
+
+// The body as a JSON object: 400 for malformed JSON or JSON nested deeper than kMaxJsonDepth,
+// 413 for a body over kMaxJsonBody, 422 for another JSON value.
 nlohmann::json parse_json_object(const std::string& body);
 
 // A1111's txt2img / img2img request (StableDiffusionProcessingTxt2Img's fields and defaults;
