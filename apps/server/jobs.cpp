@@ -171,6 +171,16 @@ std::optional<JobInfo> JobQueue::wait(const std::string& id) {
   return snapshot(*job, true);
 }
 
+std::optional<JobInfo> JobQueue::wait_for(const std::string& id, double seconds) {
+  std::unique_lock<std::mutex> lk(mu_);
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return std::nullopt;
+  std::shared_ptr<Job> job = it->second;
+  done_cv_.wait_for(lk, std::chrono::duration<double>(seconds),
+                    [&] { return is_finished(job->state); });
+  return snapshot(*job, is_finished(job->state));
+}
+
 bool JobQueue::cancel(const std::string& id) {
   std::lock_guard<std::mutex> lk(mu_);
   auto it = by_id_.find(id);

@@ -84,6 +84,8 @@ class JobQueue {
   std::optional<JobInfo> info(const std::string& id, bool with_images = true) const;
   // Blocks until the job has finished and returns its final state (nullopt if unknown).
   std::optional<JobInfo> wait(const std::string& id);
+  // Waits at most `seconds` for the job to finish: its state then, finished or not.
+  std::optional<JobInfo> wait_for(const std::string& id, double seconds);
   // A queued job is cancelled at once; a running one stops after its current step. False for
   // an unknown id; true (and no change) for a finished job.
   bool cancel(const std::string& id);

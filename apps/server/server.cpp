@@ -2,20 +2,22 @@
 
 #include <httplib.h>
 
+#include <sys/socket.h>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sys/socket.h>
 #include <thread>
 #include <vector>
 
 #include "apps/server/api_error.h"
 #include "apps/server/api_requests.h"
 #include "apps/server/base64.h"
+#include "apps/server/connections.h"
 #include "apps/server/model_dir.h"
 #include "apps/server/web_assets.h"
 #include "core/error.h"
@@ -27,8 +29,6 @@ using httplib::Response;
 using nlohmann::json;
 
 namespace {
-
-constexpr size_t kMaxBody = size_t(64) << 20;  // base64 images included
 
 void send_json(Response& res, int status, const json& j) {
   res.status = status;
@@ -80,7 +80,8 @@ struct Server::Impl {
   ServerOptions opt;
   ModelDirectory models;
   JobQueue queue;
-  httplib::Server http;
+  GuardedHttpServer http;
+  std::atomic<int> waiting{0};  // requests waiting in run_sync
   std::mutex options_mu;
   RequestDefaults defaults;  // guarded by options_mu
   int bound_port = -1;
@@ -89,11 +90,20 @@ struct Server::Impl {
   std::mutex stop_mu;
   bool stopped = false;
 
+  static ConnectionLimits limits_of(const ServerOptions& o) {
+    ConnectionLimits l;
+    l.workers = std::max(4, o.http_threads);
+    l.max_connections = std::max<size_t>(8, o.max_connections);
+    l.max_body = kMaxJsonBody + (size_t(1) << 20);  // chunked framing included
+    return l;
+  }
+
   explicit Impl(ServerOptions o)
       : opt(std::move(o)),
         models(opt.model_dir),
         queue([this](const ModelEntry& m) { return load_model(m); }, opt.max_queue, 128,
-              opt.threads) {
+              opt.threads),
+        http(limits_of(opt)) {
     DF_CHECK(opt.max_size >= 8, "--max-size must be at least 8, got ", opt.max_size);
     defaults.max_size = opt.max_size;
     defaults.vae_tiling = opt.vae_tiling;
@@ -148,9 +158,34 @@ struct Server::Impl {
   }
 
   // Runs a job to its end (as A1111's synchronous endpoints do) and answers with `respond`.
+  // A request thread waits for its job: at most max_waiting of them at once (the others are
+  // answered 503), so that some threads always answer /health, progress and interrupt. A
+  // client that closes its connection cancels its job.
   void run_sync(JobSpec spec, Response& res, const std::function<json(const JobInfo&)>& respond) {
+    const int max_waiting =
+        opt.max_waiting > 0 ? opt.max_waiting : std::max(1, http.limits().workers * 3 / 4);
+    if (waiting.fetch_add(1) >= max_waiting) {
+      waiting.fetch_sub(1);
+      throw ApiError(503, "busy",
+                     str(max_waiting,
+                         " requests are waiting for their images; try again later, or "
+                         "queue with POST /api/jobs"));
+    }
+    struct Release {
+      std::atomic<int>& n;
+      ~Release() { n.fetch_sub(1); }
+    } release{waiting};
     const std::string id = queue.submit(std::move(spec));
-    auto info = queue.wait(id);
+    std::optional<JobInfo> info;
+    for (;;) {
+      info = queue.wait_for(id, 0.2);
+      if (!info || is_finished(info->state)) break;
+      if (GuardedHttpServer::client_gone()) {
+        queue.cancel(id);
+        if (ConnectionState* c = GuardedHttpServer::current()) c->close = true;
+        throw ApiError(499, "client closed the connection", "job " + id + " was cancelled");
+      }
+    }
     if (!info) throw ApiError(500, "job lost", "job " + id + " is gone");
     if (info->state == JobState::Done) return send_json(res, 200, respond(*info));
     if (info->state == JobState::Cancelled)
@@ -213,32 +248,48 @@ struct Server::Impl {
 };
 
 void Server::Impl::routes() {
-  http.new_task_queue = [n = size_t(std::max(4, opt.http_threads))] {
-    return new httplib::ThreadPool(n);
-  };
-  http.set_payload_max_length(kMaxBody);
-  http.set_read_timeout(30, 0);
+  http.set_payload_max_length(kMaxJsonBody);
 
+  // Checked on the headers alone, before a body is read.
   http.set_pre_routing_handler([this](const Request& req, Response& res) {
+    auto refuse = [&](int status, const std::string& error, const std::string& detail) {
+      send_error(res, status, error, detail);
+      // The body (if any) stays unread: the connection cannot serve another request.
+      res.set_header("Connection", "close");
+      if (ConnectionState* c = GuardedHttpServer::current()) c->close = true;
+      return httplib::Server::HandlerResponse::Handled;
+    };
+    if (req.has_header("Content-Encoding"))
+      return refuse(415, "unsupported content encoding",
+                    "send the body uncompressed (Content-Encoding: " +
+                        req.get_header_value("Content-Encoding") + ")");
+    if (req.has_header("Content-Length")) {
+      const std::string len = req.get_header_value("Content-Length");
+      if (len.empty() || len.size() > 18 || len.find_first_not_of("0123456789") != len.npos ||
+          std::stoull(len) > kMaxJsonBody)
+        return refuse(413, "request too large",
+                      str("the body is over the limit of ", kMaxJsonBody, " bytes"));
+    }
     if (opt.api_key.empty() || (req.method == "GET" && find_web_asset(req.path)))
       return httplib::Server::HandlerResponse::Unhandled;
     if (same_key(request_key(req), opt.api_key)) return httplib::Server::HandlerResponse::Unhandled;
     res.set_header("WWW-Authenticate", "Bearer realm=\"diffuse\"");
-    send_error(res, 401, "unauthorized", "this server needs an API key: Authorization: Bearer KEY");
-    return httplib::Server::HandlerResponse::Handled;
+    return refuse(401, "unauthorized", "this server needs an API key: Authorization: Bearer KEY");
   });
   // Statuses that httplib sets itself (no route, body too large...) get a JSON body too.
-  http.set_error_handler(
-      httplib::Server::HandlerWithResponse([](const Request& req, Response& res) {
-        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-        if (res.status == 404)
-          send_error(res, 404, "not found", req.method + " " + req.path + " is not an endpoint");
-        else if (res.status == 413)
-          send_error(res, 413, "request too large", str("the body is over ", kMaxBody, " bytes"));
-        else
-          send_error(res, res.status, "bad request", "HTTP status " + std::to_string(res.status));
-        return httplib::Server::HandlerResponse::Handled;
-      }));
+  http.set_error_handler(httplib::Server::HandlerWithResponse([](const Request& req,
+                                                                 Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    if (const ConnectionState* c = GuardedHttpServer::current(); c && c->body_too_large)
+      res.status = 413;
+    if (res.status == 404)
+      send_error(res, 404, "not found", req.method + " " + req.path + " is not an endpoint");
+    else if (res.status == 413)
+      send_error(res, 413, "request too large", str("the body is over ", kMaxJsonBody, " bytes"));
+    else
+      send_error(res, res.status, "bad request", "HTTP status " + std::to_string(res.status));
+    return httplib::Server::HandlerResponse::Handled;
+  }));
   http.set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
     std::string what = "unknown exception";
     try {
@@ -451,6 +502,7 @@ void Server::stop() {
   }
   im.queue.shutdown();  // wakes the requests that wait on jobs
   im.http.stop();
+  im.http.stop_connections();
   if (im.thread.joinable() && im.thread.get_id() != std::this_thread::get_id()) im.thread.join();
 }
 

@@ -24,9 +24,11 @@ struct ServerOptions {
   std::string config_dir;          // diffusers config folder for single files (optional)
   std::string lora_dir;            // LoRA files that prompts name as <lora:NAME:WEIGHT> (optional)
   pipeline::Precision precision = pipeline::Precision::Fp32;
-  size_t max_queue = 256;     // jobs waiting at most; more are refused with 503
-  int threads = 0;            // CPU threads per generation (0: all cores)
-  int http_threads = 32;      // connections served at once
+  size_t max_queue = 256;        // jobs waiting at most; more are refused with 503
+  int threads = 0;               // CPU threads per generation (0: all cores)
+  int http_threads = 32;         // requests processed at once
+  size_t max_connections = 512;  // open connections (idle ones included); more get 503
+  int max_waiting = 0;        // synchronous requests waiting for their job (0: 3/4 of http_threads)
   bool log_requests = false;  // one line per request on stderr
   bool vae_tiling = false;    // decode images larger than the VAE's tile in tiles
 };
