@@ -180,13 +180,6 @@ io::Image decode_field_image(const std::string& key, const std::string& b64, int
   }
 }
 
-json base_parameters(const json& body) {
-  json p = body;
-  p.erase("init_images");
-  p.erase("mask");
-  return p;
-}
-
 double unix_seconds(double t) {
   return std::floor(t);
 }
@@ -315,7 +308,8 @@ JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
   }
 
   resolve_loras(req, d);
-  json p = img2img && get_bool(body, "include_init_images", false) ? body : base_parameters(body);
+  // The request as understood, and nothing else: a job keeps it as long as the job is listed.
+  json p = json::object();
   p["prompt"] = req.prompt;
   p["negative_prompt"] = req.negative_prompt;
   p["seed"] = seed;
@@ -327,14 +321,19 @@ JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
   p["cfg_scale"] = req.cfg_scale;
   p["width"] = req.width;
   p["height"] = req.height;
-  if (img2img) p["denoising_strength"] = req.strength;
+  p["eta"] = req.eta;
+  p["clip_skip"] = req.clip_skip > 0 ? req.clip_skip : 1;
+  if (img2img) {
+    p["denoising_strength"] = req.strength;
+    p["include_init_images"] = get_bool(body, "include_init_images", false);
+  }
   p["model"] = spec.model.name;
   p["send_images"] = get_bool(body, "send_images", true);
   spec.parameters = std::move(p);
   return spec;
 }
 
-json a1111_response(const JobInfo& job) {
+json a1111_response(const JobInfo& job, const json& body) {
   const auto& spec = *job.spec;
   const auto& req = spec.req;
   json images = json::array(), seeds = json::array(), infotexts = json::array(),
@@ -371,8 +370,11 @@ json a1111_response(const JobInfo& job) {
                {"infotexts", infotexts},
                {"job_id", job.id},
                {"version", "diffuse 0.1.0"}};
-  if (req.init_image.defined()) info["denoising_strength"] = req.strength;
-  return {{"images", images}, {"parameters", spec.parameters}, {"info", info.dump()}};
+  if (spec.kind == "img2img") info["denoising_strength"] = req.strength;
+  json parameters = spec.parameters;
+  if (spec.parameters.value("include_init_images", false))
+    if (const json* imgs = field(body, "init_images")) parameters["init_images"] = *imgs;
+  return {{"images", images}, {"parameters", parameters}, {"info", info.dump()}};
 }
 
 JobSpec openai_job(const json& body, const ModelDirectory& models, const RequestDefaults& d) {
@@ -410,9 +412,15 @@ JobSpec openai_job(const json& body, const ModelDirectory& models, const Request
   set_sampler(req, "sampler", get_string(body, "sampler", "Euler"),
               get_string(body, "scheduler", ""));
   resolve_loras(req, d);
-  spec.parameters = body;
-  spec.parameters["model"] = spec.model.name;
-  spec.parameters["seed"] = seed;
+  spec.parameters = {{"prompt", req.prompt},
+                     {"negative_prompt", req.negative_prompt},
+                     {"n", req.batch_size},
+                     {"size", size},
+                     {"steps", req.steps},
+                     {"cfg_scale", req.cfg_scale},
+                     {"seed", seed},
+                     {"sampler", get_string(body, "sampler", "Euler")},
+                     {"model", spec.model.name}};
   return spec;
 }
 

@@ -36,8 +36,9 @@ nlohmann::json parse_json_object(const std::string& body);
 // "model" and override_settings {sd_model_checkpoint, CLIP_stop_at_last_layers, randn_source}.
 JobSpec a1111_job(const nlohmann::json& body, bool img2img, const ModelDirectory& models,
                   const RequestDefaults& defaults);
-// {images: [base64 PNG], parameters: {...}, info: "<json text with seeds, infotexts...>"}.
-nlohmann::json a1111_response(const JobInfo& job);
+// {images: [base64 PNG], parameters: {...}, info: "<json text with seeds, infotexts...>"};
+// with include_init_images, the request's init_images are echoed in parameters.
+nlohmann::json a1111_response(const JobInfo& job, const nlohmann::json& body);
 
 // OpenAI's image generation request: prompt, n, size "WxH", response_format b64_json, model;
 // also negative_prompt, steps, cfg_scale, seed, sampler.

@@ -65,12 +65,15 @@ struct JobQueue::Job {
   std::string error, detail;
   std::vector<JobImage> images;
   int64_t clip_skip = 0;
+  size_t bytes = 0;  // kept once finished: images and parameters
 };
 
-JobQueue::JobQueue(ModelLoader loader, size_t max_queued, size_t keep_finished, int threads)
+JobQueue::JobQueue(ModelLoader loader, size_t max_queued, size_t keep_finished, int threads,
+                   size_t max_finished_bytes)
     : loader_(std::move(loader)),
       max_queued_(max_queued),
       keep_finished_(keep_finished),
+      max_finished_bytes_(max_finished_bytes),
       threads_(threads) {
   worker_ = std::thread([this] { worker_loop(); });
 }
@@ -89,7 +92,7 @@ void JobQueue::shutdown() {
       j->finished = now_seconds();
       j->error = "cancelled";
       j->detail = "the server is shutting down";
-      finished_.push_back(j);
+      retire(j);
       ++stats_.cancelled;
     }
     queue_.clear();
@@ -122,6 +125,30 @@ std::string JobQueue::submit(JobSpec spec) {
   }
   work_cv_.notify_one();
   return job->id;
+}
+
+// A finished job keeps what the job API reports: its parameters, state and images, not the
+// request's image tensors. The oldest finished jobs are forgotten beyond keep_finished jobs or
+// max_finished_bytes of images (the newest is always kept).
+void JobQueue::retire(const std::shared_ptr<Job>& job) {
+  if (job->spec->req.init_image.defined() || job->spec->req.mask.defined() ||
+      job->spec->req.init_latents.defined()) {
+    auto slim = std::make_shared<JobSpec>(*job->spec);
+    slim->req.init_image = Tensor();
+    slim->req.mask = Tensor();
+    slim->req.init_latents = Tensor();
+    job->spec = std::move(slim);
+  }
+  job->bytes = job->spec->parameters.dump().size();
+  for (const auto& im : job->images) job->bytes += im.png.size() + im.infotext.size();
+  finished_bytes_ += job->bytes;
+  finished_.push_back(job);
+  while (finished_.size() > 1 &&
+         (finished_.size() > keep_finished_ || finished_bytes_ > max_finished_bytes_)) {
+    finished_bytes_ -= finished_.front()->bytes;
+    by_id_.erase(finished_.front()->id);
+    finished_.pop_front();
+  }
 }
 
 JobInfo JobQueue::snapshot(const Job& j, bool with_images) const {
@@ -193,7 +220,7 @@ bool JobQueue::cancel(const std::string& id) {
     job->finished = now_seconds();
     job->error = "cancelled";
     job->detail = "cancelled before it started";
-    finished_.push_back(job);
+    retire(job);
     ++stats_.cancelled;
     done_cv_.notify_all();
   }
@@ -262,11 +289,7 @@ void JobQueue::worker_loop() {
       if (job->state == JobState::Failed) ++stats_.failed;
       if (job->state == JobState::Cancelled) ++stats_.cancelled;
       if (job->step_seconds > 0) last_step_seconds_ = job->step_seconds;
-      finished_.push_back(job);
-      while (finished_.size() > keep_finished_) {
-        by_id_.erase(finished_.front()->id);
-        finished_.pop_front();
-      }
+      retire(job);
     }
     done_cv_.notify_all();
   }

@@ -387,14 +387,13 @@ void Server::Impl::routes() {
   http.Post("/sdapi/v1/interrupt", guard([this](const Request&, Response& res) {
               send_json(res, 200, {{"interrupted", queue.interrupt()}});
             }));
-  http.Post("/sdapi/v1/txt2img", guard([this](const Request& req, Response& res) {
-              run_sync(a1111_job(parse_json_object(req.body), false, models, current_defaults()),
-                       res, a1111_response);
-            }));
-  http.Post("/sdapi/v1/img2img", guard([this](const Request& req, Response& res) {
-              run_sync(a1111_job(parse_json_object(req.body), true, models, current_defaults()),
-                       res, a1111_response);
-            }));
+  for (const bool img2img : {false, true})
+    http.Post(img2img ? "/sdapi/v1/img2img" : "/sdapi/v1/txt2img",
+              guard([this, img2img](const Request& req, Response& res) {
+                const json body = parse_json_object(req.body);
+                run_sync(a1111_job(body, img2img, models, current_defaults()), res,
+                         [&](const JobInfo& job) { return a1111_response(job, body); });
+              }));
 
   // OpenAI's API.
   http.Post("/v1/images/generations", guard([this](const Request& req, Response& res) {

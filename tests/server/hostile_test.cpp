@@ -10,6 +10,7 @@
 #include <atomic>
 #include <fstream>
 
+#include "pipeline/model_bundle.h"
 #include "tests/server/server_fixture.h"
 
 namespace diffuse::server {
@@ -123,7 +124,9 @@ TEST_F(ServerTest, OversizedBodiesAreRefusedEarly) {
         "POST /v1/images/generations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
         "application/json\r\nContent-Length: 209715200\r\n\r\n");
     EXPECT_EQ(status_of(c.receive(10)), 413);
-    if (i % 3 == 0) EXPECT_EQ(chunked(), 413);
+    if (i % 3 == 0) {
+      EXPECT_EQ(chunked(), 413);
+    }
   }
   EXPECT_LT(rss_mib() - before, 200.0) << "MiB kept after fourteen refused 200 MB requests";
   EXPECT_EQ(get("/health").first, 200);
@@ -261,6 +264,60 @@ TEST_F(ServerTest, ManyRangesGetThePageOnce) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->body, page->body);
+}
+
+// Finished jobs keep the request as understood, not whole request bodies: five jobs with 4 MB
+// junk fields leave GET /api/jobs small.
+TEST_F(ServerTest, FinishedJobsKeepNoRequestBodies) {
+  const std::string junk(4 << 20, 'j');
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    auto [st, j] = post("/api/jobs", small({{"prompt", "kept"}, {"junk", junk}, {"steps", 1}}));
+    ASSERT_EQ(st, 202) << j.dump().substr(0, 300);
+    ids.push_back(j["id"]);
+  }
+  for (const auto& id : ids) EXPECT_EQ(wait_job(id)["state"], "done");
+  auto r = client()->Get("/api/jobs");
+  ASSERT_TRUE(r);
+  EXPECT_LT(r->body.size(), size_t(64) << 10);
+  const json one = get("/api/jobs/" + ids[0]).second;
+  EXPECT_EQ(one["parameters"]["prompt"], "kept");
+  EXPECT_FALSE(one["parameters"].contains("junk"));
+  auto [so, oa] = post("/v1/images/generations",
+                       {{"prompt", "kept"}, {"size", "64x64"}, {"steps", 1}, {"junk", junk}});
+  ASSERT_EQ(so, 200);
+  r = client()->Get("/api/jobs");
+  ASSERT_TRUE(r);
+  EXPECT_LT(r->body.size(), size_t(64) << 10);
+}
+
+// The queue forgets its oldest finished jobs beyond a count and beyond a size of images.
+TEST(JobQueueTest, FinishedJobsAreCapped) {
+  auto failing = [](const ModelEntry&) -> std::unique_ptr<pipeline::ModelBundle> {
+    throw std::runtime_error("no model here");
+  };
+  JobQueue q(failing, 100, 3);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    JobSpec spec;
+    spec.kind = "txt2img";
+    spec.model = {"m", "/nonexistent", "safetensors"};
+    spec.parameters = {{"prompt", std::string(1000, 'p')}};
+    ids.push_back(q.submit(std::move(spec)));
+  }
+  for (const auto& id : ids) q.wait(id);
+  EXPECT_EQ(q.list().size(), 3u);
+  EXPECT_FALSE(q.info(ids[0]));
+  EXPECT_TRUE(q.info(ids[9]));
+  // 1000-byte parameters each, at most 2500 bytes kept: two jobs.
+  JobQueue small(failing, 100, 100, 0, 2500);
+  for (int i = 0; i < 5; ++i) {
+    JobSpec spec;
+    spec.model = {"m", "/nonexistent", "safetensors"};
+    spec.parameters = {{"prompt", std::string(1000, 'p')}};
+    small.wait(small.submit(std::move(spec)));
+  }
+  EXPECT_EQ(small.list().size(), 2u);
 }
 
 }  // namespace
