@@ -19,6 +19,7 @@
 #include "apps/server/base64.h"
 #include "apps/server/connections.h"
 #include "apps/server/model_dir.h"
+#include "apps/server/request_origin.h"
 #include "apps/server/web_assets.h"
 #include "core/error.h"
 
@@ -270,7 +271,26 @@ void Server::Impl::routes() {
         return refuse(413, "request too large",
                       str("the body is over the limit of ", kMaxJsonBody, " bytes"));
     }
-    if (opt.api_key.empty() || (req.method == "GET" && find_web_asset(req.path)))
+    const std::string host = req.get_header_value("Host");
+    if (!host.empty() && !host_allowed(host, opt.host, opt.allowed_hosts))
+      return refuse(403, "unknown host",
+                    "'" + host_name(host) +
+                        "' is not a name of this server (serve --allow-host NAME allows it)");
+    if (req.method != "GET" && req.method != "HEAD" && req.method != "OPTIONS") {
+      const std::string origin = req.get_header_value("Origin");
+      if (req.has_header("Origin") && !origin_allowed(origin, host, opt.allowed_origins))
+        return refuse(403, "cross-origin request",
+                      "pages from " + origin +
+                          " may not send requests here (serve --allow-origin ORIGIN allows it)");
+      if (req.has_header("Content-Type") &&
+          !is_json_content_type(req.get_header_value("Content-Type")))
+        return refuse(415, "unsupported content type",
+                      "send JSON with Content-Type: application/json, not " +
+                          req.get_header_value("Content-Type"));
+    }
+    // The health check and the page's files (which hold nothing secret) need no key.
+    if (opt.api_key.empty() || req.path == "/health" ||
+        (req.method == "GET" && find_web_asset(req.path)))
       return httplib::Server::HandlerResponse::Unhandled;
     if (same_key(request_key(req), opt.api_key)) return httplib::Server::HandlerResponse::Unhandled;
     res.set_header("WWW-Authenticate", "Bearer realm=\"diffuse\"");

@@ -320,5 +320,77 @@ TEST(JobQueueTest, FinishedJobsAreCapped) {
   EXPECT_EQ(small.list().size(), 2u);
 }
 
+// A web page of another origin may not change anything: POSTs with a foreign Origin are 403,
+// text/plain and form bodies 415; the server's own page (same origin) and clients without an
+// Origin pass.
+TEST_F(ServerTest, CrossOriginWritesAreRefused) {
+  const std::string self = "http://127.0.0.1:" + std::to_string(server_->port());
+  auto c = client();
+  auto r =
+      c->Post("/sdapi/v1/interrupt", {{"Origin", "http://evil.example"}}, "{}", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 403);
+  EXPECT_NE(r->body.find("evil.example"), std::string::npos) << r->body;
+  r = c->Post("/sdapi/v1/options", {{"Origin", "null"}}, R"({"CLIP_stop_at_last_layers": 3})",
+              "application/json");
+  EXPECT_EQ(r->status, 403);
+  for (const char* type :
+       {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"}) {
+    r = c->Post("/sdapi/v1/options", R"({"CLIP_stop_at_last_layers": 3})", type);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 415) << type;
+    EXPECT_NE(r->body.find("application/json"), std::string::npos) << r->body;
+  }
+  r = c->Post("/api/jobs", small({{"prompt", "x"}}).dump(), "text/plain;charset=UTF-8");
+  EXPECT_EQ(r->status, 415);
+  EXPECT_EQ(get("/sdapi/v1/options").second["CLIP_stop_at_last_layers"], 1);
+  EXPECT_EQ(server_->jobs().stats().submitted, 0);
+  // The same origin, and JSON with a charset.
+  r = c->Post("/sdapi/v1/options", {{"Origin", self}}, R"({"CLIP_stop_at_last_layers": 2})",
+              "application/json; charset=utf-8");
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(c->Post("/sdapi/v1/interrupt")->status, 200);  // no body, no Origin
+  EXPECT_EQ(c->Get("/health", {{"Origin", "http://evil.example"}})->status, 200);
+}
+
+// DNS rebinding: a page of evil.example resolving its name to 127.0.0.1 sends "Host:
+// evil.example"; a loopback-bound server answers only its loopback names.
+TEST_F(ServerTest, ForeignHostNamesAreRefused) {
+  const std::string port = ":" + std::to_string(server_->port());
+  auto c = client();
+  for (const std::string& host :
+       std::vector<std::string>{"evil.example", "evil.example" + port, "10.0.0.1" + port}) {
+    auto r = c->Get("/sdapi/v1/options", {{"Host", host}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 403) << host;
+    EXPECT_NE(r->body.find("--allow-host"), std::string::npos) << r->body;
+  }
+  for (const std::string& host :
+       std::vector<std::string>{"localhost" + port, "127.0.0.1" + port, "[::1]" + port, "LOCALHOST",
+                                "app.localhost" + port})
+    EXPECT_EQ(c->Get("/sdapi/v1/options", {{"Host", host}})->status, 200) << host;
+}
+
+class AllowingServerTest : public ServerTest {
+  void customize(ServerOptions& o) override {
+    o.allowed_hosts = {"my.box"};
+    o.allowed_origins = {"http://ui.example:3000"};
+  }
+};
+
+TEST_F(AllowingServerTest, AllowedHostsAndOriginsPass) {
+  auto c = client();
+  EXPECT_EQ(c->Get("/sdapi/v1/options", {{"Host", "my.box:7860"}})->status, 200);
+  EXPECT_EQ(c->Get("/sdapi/v1/options", {{"Host", "other.box"}})->status, 403);
+  EXPECT_EQ(c->Post("/sdapi/v1/interrupt", {{"Origin", "http://ui.example:3000"}}, "{}",
+                    "application/json")
+                ->status,
+            200);
+  EXPECT_EQ(c->Post("/sdapi/v1/interrupt", {{"Origin", "http://ui.example:3001"}}, "{}",
+                    "application/json")
+                ->status,
+            403);
+}
+
 }  // namespace
 }  // namespace diffuse::server

@@ -444,8 +444,8 @@ class KeyedServerTest : public ServerTest {
 };
 
 TEST_F(KeyedServerTest, RequestsWithoutTheKeyGet401) {
-  for (const char* path :
-       {"/sdapi/v1/sd-models", "/sdapi/v1/progress", "/health", "/api/jobs", "/v1/models"}) {
+  for (const char* path : {"/sdapi/v1/sd-models", "/sdapi/v1/progress", "/sdapi/v1/loras",
+                           "/sdapi/v1/options", "/api/jobs", "/api/stats", "/v1/models"}) {
     auto r = client()->Get(path);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 401) << path;
@@ -467,7 +467,13 @@ TEST_F(KeyedServerTest, RequestsWithoutTheKeyGet401) {
   auto basic = client();
   basic->set_basic_auth("user", "s3cret-key");
   EXPECT_EQ(basic->Get("/sdapi/v1/options")->status, 200);
-  // The page itself holds nothing secret; it asks for the key.
+  for (const char* path : {"/sdapi/v1/interrupt", "/sdapi/v1/options", "/api/jobs",
+                           "/sdapi/v1/refresh-checkpoints", "/v1/images/generations"})
+    EXPECT_EQ(client()->Post(path, "{}", "application/json")->status, 401) << path;
+  EXPECT_EQ(client()->Delete("/api/jobs/0123456789abcdef")->status, 401);
+  // The health check and the page itself (which holds nothing secret and asks for the key)
+  // need no key.
+  EXPECT_EQ(client()->Get("/health")->status, 200);
   EXPECT_EQ(client()->Get("/")->status, 200);
   EXPECT_EQ(client()->Get("/app.js")->status, 200);
 }
