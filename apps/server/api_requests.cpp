@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <mutex>
 #include <random>
@@ -249,6 +250,9 @@ static void resolve_loras(pipeline::GenerateRequest& req, const RequestDefaults&
     pipeline::request_loras(req);
   } catch (const Error& e) {
     throw ApiError(422, "invalid field 'prompt'", e.what());
+  } catch (const std::filesystem::filesystem_error& e) {
+    throw ApiError(422, "invalid field 'prompt'",
+                   "a <lora:NAME:WEIGHT> tag names no usable file: " + e.code().message());
   }
 }
 
@@ -292,6 +296,10 @@ JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
     req.init_image = pipeline::image_to_tensor(img);
     const double s = get_number(body, "denoising_strength", 0.75, 0.0, 1.0);
     if (s <= 0.0) bad_field("denoising_strength", "must be in (0, 1], got 0");
+    // img2img runs int(steps * strength) of the steps (an inpainting model at strength 1: all).
+    if (int(req.steps * s) < 1 && s < 1.0)
+      bad_field("denoising_strength", str("strength ", s, " with ", req.steps,
+                                          " steps leaves no step to run: raise either"));
     req.strength = s;
     if (const json* m = field(body, "mask")) {
       if (!m->is_string())

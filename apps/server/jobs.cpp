@@ -337,6 +337,14 @@ void JobQueue::execute(Job& job) {
   }
   const int per_batch = pipeline::steps_per_batch(*model, req);
   const int64_t clip_skip = req.clip_skip > 0 ? req.clip_skip : model->default_clip_skip();
+  // Clip skip counts the encoder's published blocks from the end; those the weights lack
+  // (SD2's last one) cannot be skipped to.
+  const auto& text = model->text_config;
+  if (clip_skip > text.published_layers() ||
+      text.published_layers() - (clip_skip - 1) > text.num_hidden_layers)
+    return finish(JobState::Failed, 422, "invalid field 'clip_skip'",
+                  str("clip skip ", clip_skip, " is out of range for this model: from ",
+                      text.unused_published_layers + 1, " to ", text.published_layers()));
   {
     std::lock_guard<std::mutex> lk(mu_);
     job.steps = int64_t(per_batch) * req.batch_count;

@@ -106,6 +106,10 @@ struct Server::Impl {
               opt.threads),
         http(limits_of(opt)) {
     DF_CHECK(opt.max_size >= 8, "--max-size must be at least 8, got ", opt.max_size);
+    hide_dir(opt.model_dir, "<model-dir>");
+    hide_dir(opt.lora_dir, "<lora-dir>");
+    hide_dir(opt.config_dir, "<config-dir>");
+    hide_dir(opt.data_dir, "<data-dir>");
     defaults.max_size = opt.max_size;
     defaults.vae_tiling = opt.vae_tiling;
     if (!opt.lora_dir.empty()) {
@@ -139,19 +143,44 @@ struct Server::Impl {
     return defaults;
   }
 
+  // Answers show no server path: the folders of the options read as <model-dir> etc.
+  std::vector<std::pair<std::string, std::string>> hidden_dirs;  // longest first
+  void hide_dir(const std::string& dir, const std::string& name) {
+    if (dir.empty()) return;
+    std::error_code ec;
+    for (std::string p : {dir, std::filesystem::absolute(dir, ec).string(),
+                          std::filesystem::canonical(dir, ec).string()}) {
+      while (p.size() > 1 && p.back() == '/') p.pop_back();
+      if (p.size() > 1) hidden_dirs.emplace_back(p, name);
+    }
+    std::sort(hidden_dirs.begin(), hidden_dirs.end(),
+              [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  }
+  std::string redact(std::string s) const {
+    for (const auto& [path, name] : hidden_dirs)
+      for (size_t p = s.find(path); p != std::string::npos; p = s.find(path, p + name.size()))
+        s.replace(p, path.size(), name);
+    return s;
+  }
+
+  json job_out(JobInfo job, bool with_images) const {
+    job.detail = redact(job.detail);
+    return job_json(job, with_images);
+  }
+
   // Every handler runs through this: any exception becomes a JSON error, never a crash.
-  static httplib::Server::Handler guard(std::function<void(const Request&, Response&)> fn) {
-    return [fn = std::move(fn)](const Request& req, Response& res) {
+  httplib::Server::Handler guard(std::function<void(const Request&, Response&)> fn) {
+    return [this, fn = std::move(fn)](const Request& req, Response& res) {
       try {
         fn(req, res);
       } catch (const ApiError& e) {
-        send_error(res, e.status, e.error, e.detail);
+        send_error(res, e.status, e.error, redact(e.detail));
       } catch (const json::exception& e) {
         send_error(res, 422, "invalid request", e.what());
       } catch (const std::bad_alloc&) {
         send_error(res, 500, "internal error", "out of memory");
       } catch (const std::exception& e) {
-        send_error(res, 500, "internal error", e.what());
+        send_error(res, 500, "internal error", redact(e.what()));
       } catch (...) {
         send_error(res, 500, "internal error", "unknown exception");
       }
@@ -356,19 +385,14 @@ void Server::Impl::routes() {
   // The LoRA files that prompts may name: every NAME.safetensors in --lora-dir and below.
   http.Get("/sdapi/v1/loras", guard([this](const Request&, Response& res) {
              json out = json::array();
-             if (!opt.lora_dir.empty()) {
-               std::vector<std::filesystem::path> files;
-               for (const auto& e : std::filesystem::recursive_directory_iterator(
-                        opt.lora_dir, std::filesystem::directory_options::follow_directory_symlink))
-                 if (e.is_regular_file() && e.path().extension() == ".safetensors")
-                   files.push_back(e.path());
-               std::sort(files.begin(), files.end());
-               for (const auto& f : files)
-                 out.push_back({{"name", f.stem().string()},
-                                {"alias", f.stem().string()},
-                                {"path", f.string()},
+             if (!opt.lora_dir.empty())
+               for (const auto& f : list_lora_files(opt.lora_dir)) {
+                 const std::string stem = std::filesystem::path(f).stem().string();
+                 out.push_back({{"name", stem},
+                                {"alias", stem},
+                                {"path", f},  // relative to --lora-dir
                                 {"metadata", json::object()}});
-             }
+               }
              send_json(res, 200, out);
            }));
   http.Post("/sdapi/v1/refresh-checkpoints",
@@ -435,17 +459,17 @@ void Server::Impl::routes() {
               const std::string id = queue.submit(std::move(spec));
               auto info = queue.info(id, false);
               if (!info) throw ApiError(500, "job lost", id);
-              send_json(res, 202, job_json(*info, false));
+              send_json(res, 202, job_out(*info, false));
             }));
   http.Get("/api/jobs", guard([this](const Request&, Response& res) {
              json jobs = json::array();
-             for (const auto& j : queue.list()) jobs.push_back(job_json(j, false));
+             for (const auto& j : queue.list()) jobs.push_back(job_out(j, false));
              send_json(res, 200, {{"jobs", jobs}, {"stats", stats_json()}});
            }));
   http.Get(R"(/api/jobs/([0-9a-f]{1,32}))", guard([this](const Request& req, Response& res) {
              auto info = queue.info(req.matches[1]);
              if (!info) throw ApiError(404, "unknown job", "no job " + std::string(req.matches[1]));
-             send_json(res, 200, job_json(*info, true));
+             send_json(res, 200, job_out(*info, true));
            }));
   http.Get(R"(/api/jobs/([0-9a-f]{1,32})/images/([0-9]{1,4})\.png)",
            guard([this](const Request& req, Response& res) {
@@ -462,7 +486,7 @@ void Server::Impl::routes() {
     if (!queue.cancel(id)) throw ApiError(404, "unknown job", "no job " + id);
     auto info = queue.info(id, false);
     if (!info) throw ApiError(404, "unknown job", "no job " + id);
-    send_json(res, 200, job_json(*info, false));
+    send_json(res, 200, job_out(*info, false));
   });
   http.Post(R"(/api/jobs/([0-9a-f]{1,32})/cancel)", cancel);
   http.Delete(R"(/api/jobs/([0-9a-f]{1,32}))", cancel);

@@ -10,6 +10,8 @@
 #include <atomic>
 #include <fstream>
 
+#include "apps/server/base64.h"
+#include "io/image.h"
 #include "pipeline/model_bundle.h"
 #include "tests/server/server_fixture.h"
 
@@ -390,6 +392,57 @@ TEST_F(AllowingServerTest, AllowedHostsAndOriginsPass) {
                     "application/json")
                 ->status,
             403);
+}
+
+// A LoRA folder with a symlink loop and a folder that cannot be read.
+std::string looping_lora_dir() {
+  static const std::string dir = [] {
+    const fs::path d = fs::path(test::temp_dir()) / "looping-loras";
+    fs::create_directories(d / "sub");
+    fs::create_directory_symlink(d, d / "sub" / "loop");
+    fs::create_directory_symlink(d / "sub", d / "again");
+    return d.string();
+  }();
+  return dir;
+}
+
+class LoopingLoraServerTest : public ServerTest {
+  void customize(ServerOptions& o) override { o.lora_dir = looping_lora_dir(); }
+};
+
+// Requests that cannot be generated are the client's errors (4xx naming the problem), not the
+// server's; no answer shows where the server keeps its files.
+TEST_F(LoopingLoraServerTest, ClientErrorsAre4xxWithoutServerPaths) {
+  const std::string init =
+      base64_encode(io::encode_png(io::Image{64, 64, 3, std::vector<uint8_t>(64 * 64 * 3, 128)}));
+  struct Case {
+    std::string path;
+    json body;
+    std::string mentions;
+  };
+  const std::vector<Case> cases = {
+      {"/sdapi/v1/img2img",
+       {{"init_images", {init}}, {"steps", 2}, {"denoising_strength", 0.1}},
+       "denoising_strength"},
+      {"/sdapi/v1/txt2img", small({{"clip_skip", 48}}), "clip_skip"},
+      {"/sdapi/v1/txt2img", small({{"prompt", "<lora:" + std::string(100000, 'n') + ":1>"}}),
+       "<lora:"},
+      {"/sdapi/v1/txt2img", small({{"prompt", "<lora:absent:1>"}}), "absent"},
+  };
+  const std::string dirs[] = {model_dir(), looping_lora_dir(), test::reference_dir()};
+  for (const auto& c : cases) {
+    auto [st, j] = post(c.path, c.body);
+    EXPECT_GE(st, 400) << c.mentions << ": " << j.dump().substr(0, 300);
+    EXPECT_LT(st, 500) << c.mentions << ": " << j.dump().substr(0, 300);
+    const std::string text = j.dump();
+    EXPECT_NE(text.find(c.mentions), std::string::npos) << text.substr(0, 300);
+    for (const auto& d : dirs) EXPECT_EQ(text.find(d), std::string::npos) << text.substr(0, 300);
+  }
+  for (int i = 0; i < 2; ++i) {
+    auto [st, list] = get("/sdapi/v1/loras");
+    EXPECT_EQ(st, 200) << list.dump();
+    EXPECT_TRUE(list.is_array());
+  }
 }
 
 }  // namespace
