@@ -90,6 +90,19 @@ Command serve_cmd(
       sub.add_option("--max-size", o.max_size, "Largest width or height a request may ask for")
           ->capture_default_str()
           ->check(CLI::Range(8, 16384));
+      sub.add_option("--max-steps", o.max_steps, "Most sampler steps a request may ask for")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 1000));
+      sub.add_option("--max-batch-size", o.max_batch_size, "Most images a request's batch may have")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 64));
+      sub.add_option("--max-batch-count", o.max_batch_count, "Most batches a request may ask for")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 10000));
+      sub.add_option("--max-prompt-length", o.max_prompt_length,
+                     "Most characters a prompt (or negative prompt) may have")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 10000000));
       sub.add_option("-m,--model", o.default_model,
                      "The model used when a request names none (default: the first)");
       sub.add_flag("--vae-tiling", o.vae_tiling,

@@ -79,6 +79,23 @@ bool get_bool(const json& o, const char* key, bool def) {
   bad_field(key, std::string("expected true or false, got ") + v->dump());
 }
 
+// A count of at least 1 and at most one of the server's limits (named by its option).
+int get_limited(const json& o, const char* key, int64_t def, int64_t limit, const char* option) {
+  const int64_t v = get_int(o, key, def, 1, std::numeric_limits<int64_t>::max());
+  if (v > limit)
+    bad_field(key, str(v, " is above the server's limit of ", limit, " (", option, ")"));
+  return int(v);
+}
+
+// A prompt of at most max_prompt_length characters (bytes).
+std::string get_prompt(const json& o, const char* key, const RequestDefaults& d) {
+  std::string p = get_string(o, key, "");
+  if (p.size() > d.max_prompt_length)
+    bad_field(key, str("the text is ", p.size(), " characters, above the server's limit of ",
+                       d.max_prompt_length, " (--max-prompt-length)"));
+  return p;
+}
+
 // A width or height: a positive multiple of 8, at most max_size.
 int64_t check_size(const char* key, int64_t v, int max_size) {
   if (v < 8 || v % 8 != 0) bad_field(key, str("must be a positive multiple of 8, got ", v));
@@ -262,17 +279,17 @@ JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
   spec.kind = img2img ? "img2img" : "txt2img";
   auto& req = spec.req;
   spec.model = common_settings(body, req, models, d);
-  req.prompt = get_string(body, "prompt", "");
-  req.negative_prompt = get_string(body, "negative_prompt", "");
+  req.prompt = get_prompt(body, "prompt", d);
+  req.negative_prompt = get_prompt(body, "negative_prompt", d);
   const int64_t seed =
       get_int(body, "seed", -1, std::numeric_limits<int64_t>::min(), int64_t(1) << 53);
   req.seed = resolve_seed(seed);
   const char* sampler_key = field(body, "sampler_name") ? "sampler_name" : "sampler_index";
   const std::string sampler = get_string(body, sampler_key, "Euler");
   set_sampler(req, sampler_key, sampler, get_string(body, "scheduler", ""));
-  req.batch_size = int(get_int(body, "batch_size", 1, 1, 64));
-  req.batch_count = int(get_int(body, "n_iter", 1, 1, 100));
-  req.steps = int(get_int(body, "steps", 50, 1, 1000));
+  req.batch_size = get_limited(body, "batch_size", 1, d.max_batch_size, "--max-batch-size");
+  req.batch_count = get_limited(body, "n_iter", 1, d.max_batch_count, "--max-batch-count");
+  req.steps = get_limited(body, "steps", 50, d.max_steps, "--max-steps");
   req.cfg_scale = float(get_number(body, "cfg_scale", 7.0, 0.0, 100.0));
   req.eta = float(get_number(body, "eta", 0.0, 0.0, 1.0));
   if (!img2img) {
@@ -391,9 +408,11 @@ JobSpec openai_job(const json& body, const ModelDirectory& models, const Request
   auto& req = spec.req;
   const json* prompt = field(body, "prompt");
   if (!prompt) bad_field("prompt", "a prompt is required");
-  req.prompt = get_string(body, "prompt", "");
+  req.prompt = get_prompt(body, "prompt", d);
   spec.model = common_settings(body, req, models, d);
-  req.batch_size = int(get_int(body, "n", 1, 1, 10));
+  req.batch_size = d.max_batch_size < 10
+                       ? get_limited(body, "n", 1, d.max_batch_size, "--max-batch-size")
+                       : int(get_int(body, "n", 1, 1, 10));
   const std::string size = get_string(body, "size", "512x512");
   const size_t x = size.find('x');
   int64_t w = 0, h = 0;
@@ -411,8 +430,8 @@ JobSpec openai_job(const json& body, const ModelDirectory& models, const Request
   const std::string format = get_string(body, "response_format", "b64_json");
   if (format != "b64_json")
     bad_field("response_format", "only b64_json is supported, got '" + format + "'");
-  req.negative_prompt = get_string(body, "negative_prompt", "");
-  req.steps = int(get_int(body, "steps", 20, 1, 1000));
+  req.negative_prompt = get_prompt(body, "negative_prompt", d);
+  req.steps = get_limited(body, "steps", 20, d.max_steps, "--max-steps");
   req.cfg_scale = float(get_number(body, "cfg_scale", 7.0, 0.0, 100.0));
   const int64_t seed =
       get_int(body, "seed", -1, std::numeric_limits<int64_t>::min(), int64_t(1) << 53);

@@ -15,11 +15,14 @@ namespace diffuse::server {
 
 // What a request does not say: the server's options.
 struct RequestDefaults {
-  std::string model;        // A1111's sd_model_checkpoint
-  int64_t clip_skip = 0;    // A1111's CLIP_stop_at_last_layers; 0 = the model family's default
-  int max_size = 2048;      // the largest width or height
-  std::string lora_dir;     // where <lora:NAME:WEIGHT> prompt tags find NAME.safetensors
-  bool vae_tiling = false;  // decode large images in tiles (serve --vae-tiling)
+  std::string model;      // A1111's sd_model_checkpoint
+  int64_t clip_skip = 0;  // A1111's CLIP_stop_at_last_layers; 0 = the model family's default
+  int max_size = 2048;    // the largest width or height
+  // Limits of a request (serve --max-steps ...), A1111's UI limits by default.
+  int max_steps = 150, max_batch_size = 8, max_batch_count = 100;
+  size_t max_prompt_length = 20000;  // characters of a prompt or negative prompt
+  std::string lora_dir;              // where <lora:NAME:WEIGHT> prompt tags find NAME.safetensors
+  bool vae_tiling = false;           // decode large images in tiles (serve --vae-tiling)
 };
 
 // The largest request body (base64 images included) and the deepest JSON nesting a request

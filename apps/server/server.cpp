@@ -110,7 +110,15 @@ struct Server::Impl {
     hide_dir(opt.lora_dir, "<lora-dir>");
     hide_dir(opt.config_dir, "<config-dir>");
     hide_dir(opt.data_dir, "<data-dir>");
+    DF_CHECK(opt.max_steps >= 1 && opt.max_steps <= 1000,
+             "--max-steps must be from 1 to 1000, got ", opt.max_steps);
+    DF_CHECK(opt.max_batch_size >= 1 && opt.max_batch_count >= 1,
+             "--max-batch-size and --max-batch-count must be at least 1");
     defaults.max_size = opt.max_size;
+    defaults.max_steps = opt.max_steps;
+    defaults.max_batch_size = opt.max_batch_size;
+    defaults.max_batch_count = opt.max_batch_count;
+    defaults.max_prompt_length = opt.max_prompt_length;
     defaults.vae_tiling = opt.vae_tiling;
     if (!opt.lora_dir.empty()) {
       DF_CHECK(std::filesystem::is_directory(opt.lora_dir), "--lora-dir ", opt.lora_dir,

@@ -22,7 +22,11 @@ struct ServerOptions {
   // Host names (besides loopback ones and the bound address) that requests may name in their
   // Host header ("*": any); origins (as "http://host:port") whose pages may POST ("*": any).
   std::vector<std::string> allowed_hosts, allowed_origins;
-  int max_size = 2048;        // largest width or height in pixels
+  int max_size = 2048;  // largest width or height in pixels
+  // Request limits (A1111's UI limits by default): sampler steps, images per batch, batches,
+  // characters of a prompt.
+  int max_steps = 150, max_batch_size = 8, max_batch_count = 100;
+  size_t max_prompt_length = 20000;
   std::string default_model;  // initial sd_model_checkpoint; default: the first model
   std::string data_dir;       // fetched registry data (CLIP merges for single files)
   std::string config_dir;     // diffusers config folder for single files (optional)

@@ -425,8 +425,10 @@ TEST_F(LoopingLoraServerTest, ClientErrorsAre4xxWithoutServerPaths) {
        {{"init_images", {init}}, {"steps", 2}, {"denoising_strength", 0.1}},
        "denoising_strength"},
       {"/sdapi/v1/txt2img", small({{"clip_skip", 48}}), "clip_skip"},
-      {"/sdapi/v1/txt2img", small({{"prompt", "<lora:" + std::string(100000, 'n') + ":1>"}}),
+      {"/sdapi/v1/txt2img", small({{"prompt", "<lora:" + std::string(19000, 'n') + ":1>"}}),
        "<lora:"},
+      {"/sdapi/v1/txt2img", small({{"prompt", "<lora:" + std::string(100000, 'n') + ":1>"}}),
+       "--max-prompt-length"},
       {"/sdapi/v1/txt2img", small({{"prompt", "<lora:absent:1>"}}), "absent"},
   };
   const std::string dirs[] = {model_dir(), looping_lora_dir(), test::reference_dir()};
@@ -443,6 +445,53 @@ TEST_F(LoopingLoraServerTest, ClientErrorsAre4xxWithoutServerPaths) {
     EXPECT_EQ(st, 200) << list.dump();
     EXPECT_TRUE(list.is_array());
   }
+}
+
+// Request limits with A1111's defaults, each refused naming its limit and option; a server
+// may set its own.
+TEST_F(ServerTest, RequestLimitsNameTheirOption) {
+  struct Case {
+    std::string path;
+    json body;
+    std::string mentions;
+  };
+  const std::vector<Case> cases = {
+      {"/sdapi/v1/txt2img", small({{"steps", 151}}), "150 (--max-steps)"},
+      {"/sdapi/v1/txt2img", small({{"batch_size", 9}}), "8 (--max-batch-size)"},
+      {"/sdapi/v1/txt2img", small({{"n_iter", 101}}), "100 (--max-batch-count)"},
+      {"/sdapi/v1/txt2img", small({{"prompt", std::string(20001, 'a')}}), "--max-prompt-length"},
+      {"/api/jobs", small({{"negative_prompt", std::string(20001, 'a')}}), "--max-prompt-length"},
+      {"/v1/images/generations",
+       {{"prompt", "x"}, {"size", "64x64"}, {"steps", 151}},
+       "--max-steps"},
+      {"/v1/images/generations", {{"prompt", std::string(1 << 20, 'a')}}, "--max-prompt-length"},
+  };
+  for (const auto& c : cases) {
+    auto [st, j] = post(c.path, c.body);
+    EXPECT_EQ(st, 422) << c.mentions;
+    EXPECT_NE(j.value("detail", "").find(c.mentions), std::string::npos) << j.dump();
+  }
+  EXPECT_EQ(server_->jobs().stats().submitted, 0);
+  auto [st, j] = post("/sdapi/v1/txt2img", small({{"steps", 1}, {"batch_size", 8}}));
+  EXPECT_EQ(st, 200) << j.dump().substr(0, 300);
+}
+
+class LimitedServerTest : public ServerTest {
+  void customize(ServerOptions& o) override {
+    o.max_steps = 4;
+    o.max_batch_size = 2;
+    o.max_prompt_length = 10;
+  }
+};
+
+TEST_F(LimitedServerTest, ItsOwnLimits) {
+  EXPECT_EQ(post("/sdapi/v1/txt2img", small({{"steps", 5}})).first, 422);
+  EXPECT_EQ(post("/v1/images/generations", {{"prompt", "x"}, {"n", 3}}).first, 422);
+  EXPECT_EQ(post("/sdapi/v1/txt2img", small({{"prompt", "eleven char"}})).first, 422);
+  EXPECT_EQ(
+      post("/sdapi/v1/txt2img", small({{"steps", 4}, {"batch_size", 2}, {"prompt", "ten chars!"}}))
+          .first,
+      200);
 }
 
 }  // namespace
