@@ -76,11 +76,33 @@ Command serve_cmd(
           ->capture_default_str()
           ->check(CLI::Range(0, 65535));
       sub.add_option("--api-key", o.api_key,
-                     "Require this key on API requests (Authorization: Bearer KEY, or X-API-Key)")
+                     "Require this key (Authorization: Bearer KEY, or X-API-Key) on every request "
+                     "except /health and the web page's own files (/, /index.html, /app.js, "
+                     "/style.css), which hold nothing secret and ask for the key")
           ->envname("DIFFUSE_API_KEY");
+      sub.add_option("--allow-host", o.allowed_hosts,
+                     "A host name that requests may use besides loopback names and the --host "
+                     "address (repeatable; '*': any). Other Host headers get 403: a web page "
+                     "cannot reach the server through a name of its own (DNS rebinding)");
+      sub.add_option("--allow-origin", o.allowed_origins,
+                     "An origin (http://host:port) whose web pages may send POST/DELETE "
+                     "requests (repeatable; '*': any). Pages of other origins get 403");
       sub.add_option("--max-size", o.max_size, "Largest width or height a request may ask for")
           ->capture_default_str()
           ->check(CLI::Range(8, 16384));
+      sub.add_option("--max-steps", o.max_steps, "Most sampler steps a request may ask for")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 1000));
+      sub.add_option("--max-batch-size", o.max_batch_size, "Most images a request's batch may have")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 64));
+      sub.add_option("--max-batch-count", o.max_batch_count, "Most batches a request may ask for")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 10000));
+      sub.add_option("--max-prompt-length", o.max_prompt_length,
+                     "Most characters a prompt (or negative prompt) may have")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 10000000));
       sub.add_option("-m,--model", o.default_model,
                      "The model used when a request names none (default: the first)");
       sub.add_flag("--vae-tiling", o.vae_tiling,
@@ -103,7 +125,10 @@ Command serve_cmd(
           "sd-models,options}, /v1/images/generations, /api/jobs, /health.\n"
           "Example:\n"
           "  diffuse serve --model-dir ~/models --port 7860\n"
-          "  curl -s localhost:7860/sdapi/v1/txt2img -d '{\"prompt\": \"a fox\", \"steps\": 20}'");
+          "  curl -s localhost:7860/sdapi/v1/txt2img -H 'Content-Type: application/json' \\\n"
+          "    -d '{\"prompt\": \"a fox\", \"steps\": 20}'\n"
+          "Requests that change state must be JSON (Content-Type: application/json) and, from a\n"
+          "browser, come from the server's own page (or an --allow-origin).");
       return [a]() { return run_serve(*a); };
     });
 

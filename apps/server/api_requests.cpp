@@ -1,6 +1,8 @@
 #include "apps/server/api_requests.h"
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <mutex>
 #include <random>
@@ -75,6 +77,23 @@ bool get_bool(const json& o, const char* key, bool def) {
   if (v->is_number_integer() && (v->get<int64_t>() == 0 || v->get<int64_t>() == 1))
     return v->get<int64_t>() == 1;
   bad_field(key, std::string("expected true or false, got ") + v->dump());
+}
+
+// A count of at least 1 and at most one of the server's limits (named by its option).
+int get_limited(const json& o, const char* key, int64_t def, int64_t limit, const char* option) {
+  const int64_t v = get_int(o, key, def, 1, std::numeric_limits<int64_t>::max());
+  if (v > limit)
+    bad_field(key, str(v, " is above the server's limit of ", limit, " (", option, ")"));
+  return int(v);
+}
+
+// A prompt of at most max_prompt_length characters (bytes).
+std::string get_prompt(const json& o, const char* key, const RequestDefaults& d) {
+  std::string p = get_string(o, key, "");
+  if (p.size() > d.max_prompt_length)
+    bad_field(key, str("the text is ", p.size(), " characters, above the server's limit of ",
+                       d.max_prompt_length, " (--max-prompt-length)"));
+  return p;
 }
 
 // A width or height: a positive multiple of 8, at most max_size.
@@ -179,13 +198,6 @@ io::Image decode_field_image(const std::string& key, const std::string& b64, int
   }
 }
 
-json base_parameters(const json& body) {
-  json p = body;
-  p.erase("init_images");
-  p.erase("mask");
-  return p;
-}
-
 double unix_seconds(double t) {
   return std::floor(t);
 }
@@ -200,7 +212,39 @@ std::string scheduler_from_a1111(const std::string& name) {
   bad_field("scheduler", "unknown scheduler '" + name + "' (automatic, karras or trailing)");
 }
 
+// The deepest nesting of arrays and objects in a JSON text, counted without recursion (strings
+// skipped); stops counting once above `limit`. Malformed text is left to the parser.
+static size_t json_depth(const std::string& text, size_t limit) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 json parse_json_object(const std::string& body) {
+  if (body.size() > kMaxJsonBody)
+    throw ApiError(413, "request too large",
+                   str("the body is ", body.size(), " bytes, over the limit of ", kMaxJsonBody));
+  // nlohmann's copy and dump recurse: a body nested thousands deep would overflow the stack.
+  if (json_depth(body, kMaxJsonDepth) > kMaxJsonDepth)
+    throw ApiError(400, "malformed JSON",
+                   str("the body is nested deeper than ", kMaxJsonDepth, " levels"));
   json j;
   try {
     j = json::parse(body);
@@ -223,6 +267,9 @@ static void resolve_loras(pipeline::GenerateRequest& req, const RequestDefaults&
     pipeline::request_loras(req);
   } catch (const Error& e) {
     throw ApiError(422, "invalid field 'prompt'", e.what());
+  } catch (const std::filesystem::filesystem_error& e) {
+    throw ApiError(422, "invalid field 'prompt'",
+                   "a <lora:NAME:WEIGHT> tag names no usable file: " + e.code().message());
   }
 }
 
@@ -232,17 +279,17 @@ JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
   spec.kind = img2img ? "img2img" : "txt2img";
   auto& req = spec.req;
   spec.model = common_settings(body, req, models, d);
-  req.prompt = get_string(body, "prompt", "");
-  req.negative_prompt = get_string(body, "negative_prompt", "");
+  req.prompt = get_prompt(body, "prompt", d);
+  req.negative_prompt = get_prompt(body, "negative_prompt", d);
   const int64_t seed =
       get_int(body, "seed", -1, std::numeric_limits<int64_t>::min(), int64_t(1) << 53);
   req.seed = resolve_seed(seed);
   const char* sampler_key = field(body, "sampler_name") ? "sampler_name" : "sampler_index";
   const std::string sampler = get_string(body, sampler_key, "Euler");
   set_sampler(req, sampler_key, sampler, get_string(body, "scheduler", ""));
-  req.batch_size = int(get_int(body, "batch_size", 1, 1, 64));
-  req.batch_count = int(get_int(body, "n_iter", 1, 1, 100));
-  req.steps = int(get_int(body, "steps", 50, 1, 1000));
+  req.batch_size = get_limited(body, "batch_size", 1, d.max_batch_size, "--max-batch-size");
+  req.batch_count = get_limited(body, "n_iter", 1, d.max_batch_count, "--max-batch-count");
+  req.steps = get_limited(body, "steps", 50, d.max_steps, "--max-steps");
   req.cfg_scale = float(get_number(body, "cfg_scale", 7.0, 0.0, 100.0));
   req.eta = float(get_number(body, "eta", 0.0, 0.0, 1.0));
   if (!img2img) {
@@ -266,6 +313,10 @@ JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
     req.init_image = pipeline::image_to_tensor(img);
     const double s = get_number(body, "denoising_strength", 0.75, 0.0, 1.0);
     if (s <= 0.0) bad_field("denoising_strength", "must be in (0, 1], got 0");
+    // img2img runs int(steps * strength) of the steps (an inpainting model at strength 1: all).
+    if (int(req.steps * s) < 1 && s < 1.0)
+      bad_field("denoising_strength", str("strength ", s, " with ", req.steps,
+                                          " steps leaves no step to run: raise either"));
     req.strength = s;
     if (const json* m = field(body, "mask")) {
       if (!m->is_string())
@@ -282,7 +333,8 @@ JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
   }
 
   resolve_loras(req, d);
-  json p = img2img && get_bool(body, "include_init_images", false) ? body : base_parameters(body);
+  // The request as understood, and nothing else: a job keeps it as long as the job is listed.
+  json p = json::object();
   p["prompt"] = req.prompt;
   p["negative_prompt"] = req.negative_prompt;
   p["seed"] = seed;
@@ -294,14 +346,19 @@ JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
   p["cfg_scale"] = req.cfg_scale;
   p["width"] = req.width;
   p["height"] = req.height;
-  if (img2img) p["denoising_strength"] = req.strength;
+  p["eta"] = req.eta;
+  p["clip_skip"] = req.clip_skip > 0 ? req.clip_skip : 1;
+  if (img2img) {
+    p["denoising_strength"] = req.strength;
+    p["include_init_images"] = get_bool(body, "include_init_images", false);
+  }
   p["model"] = spec.model.name;
   p["send_images"] = get_bool(body, "send_images", true);
   spec.parameters = std::move(p);
   return spec;
 }
 
-json a1111_response(const JobInfo& job) {
+json a1111_response(const JobInfo& job, const json& body) {
   const auto& spec = *job.spec;
   const auto& req = spec.req;
   json images = json::array(), seeds = json::array(), infotexts = json::array(),
@@ -338,8 +395,11 @@ json a1111_response(const JobInfo& job) {
                {"infotexts", infotexts},
                {"job_id", job.id},
                {"version", "diffuse 0.1.0"}};
-  if (req.init_image.defined()) info["denoising_strength"] = req.strength;
-  return {{"images", images}, {"parameters", spec.parameters}, {"info", info.dump()}};
+  if (spec.kind == "img2img") info["denoising_strength"] = req.strength;
+  json parameters = spec.parameters;
+  if (spec.parameters.value("include_init_images", false))
+    if (const json* imgs = field(body, "init_images")) parameters["init_images"] = *imgs;
+  return {{"images", images}, {"parameters", parameters}, {"info", info.dump()}};
 }
 
 JobSpec openai_job(const json& body, const ModelDirectory& models, const RequestDefaults& d) {
@@ -348,9 +408,11 @@ JobSpec openai_job(const json& body, const ModelDirectory& models, const Request
   auto& req = spec.req;
   const json* prompt = field(body, "prompt");
   if (!prompt) bad_field("prompt", "a prompt is required");
-  req.prompt = get_string(body, "prompt", "");
+  req.prompt = get_prompt(body, "prompt", d);
   spec.model = common_settings(body, req, models, d);
-  req.batch_size = int(get_int(body, "n", 1, 1, 10));
+  req.batch_size = d.max_batch_size < 10
+                       ? get_limited(body, "n", 1, d.max_batch_size, "--max-batch-size")
+                       : int(get_int(body, "n", 1, 1, 10));
   const std::string size = get_string(body, "size", "512x512");
   const size_t x = size.find('x');
   int64_t w = 0, h = 0;
@@ -368,8 +430,8 @@ JobSpec openai_job(const json& body, const ModelDirectory& models, const Request
   const std::string format = get_string(body, "response_format", "b64_json");
   if (format != "b64_json")
     bad_field("response_format", "only b64_json is supported, got '" + format + "'");
-  req.negative_prompt = get_string(body, "negative_prompt", "");
-  req.steps = int(get_int(body, "steps", 20, 1, 1000));
+  req.negative_prompt = get_prompt(body, "negative_prompt", d);
+  req.steps = get_limited(body, "steps", 20, d.max_steps, "--max-steps");
   req.cfg_scale = float(get_number(body, "cfg_scale", 7.0, 0.0, 100.0));
   const int64_t seed =
       get_int(body, "seed", -1, std::numeric_limits<int64_t>::min(), int64_t(1) << 53);
@@ -377,9 +439,15 @@ JobSpec openai_job(const json& body, const ModelDirectory& models, const Request
   set_sampler(req, "sampler", get_string(body, "sampler", "Euler"),
               get_string(body, "scheduler", ""));
   resolve_loras(req, d);
-  spec.parameters = body;
-  spec.parameters["model"] = spec.model.name;
-  spec.parameters["seed"] = seed;
+  spec.parameters = {{"prompt", req.prompt},
+                     {"negative_prompt", req.negative_prompt},
+                     {"n", req.batch_size},
+                     {"size", size},
+                     {"steps", req.steps},
+                     {"cfg_scale", req.cfg_scale},
+                     {"seed", seed},
+                     {"sampler", get_string(body, "sampler", "Euler")},
+                     {"model", spec.model.name}};
   return spec;
 }
 

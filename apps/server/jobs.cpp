@@ -65,12 +65,15 @@ struct JobQueue::Job {
   std::string error, detail;
   std::vector<JobImage> images;
   int64_t clip_skip = 0;
+  size_t bytes = 0;  // kept once finished: images and parameters
 };
 
-JobQueue::JobQueue(ModelLoader loader, size_t max_queued, size_t keep_finished, int threads)
+JobQueue::JobQueue(ModelLoader loader, size_t max_queued, size_t keep_finished, int threads,
+                   size_t max_finished_bytes)
     : loader_(std::move(loader)),
       max_queued_(max_queued),
       keep_finished_(keep_finished),
+      max_finished_bytes_(max_finished_bytes),
       threads_(threads) {
   worker_ = std::thread([this] { worker_loop(); });
 }
@@ -89,7 +92,7 @@ void JobQueue::shutdown() {
       j->finished = now_seconds();
       j->error = "cancelled";
       j->detail = "the server is shutting down";
-      finished_.push_back(j);
+      retire(j);
       ++stats_.cancelled;
     }
     queue_.clear();
@@ -122,6 +125,30 @@ std::string JobQueue::submit(JobSpec spec) {
   }
   work_cv_.notify_one();
   return job->id;
+}
+
+// A finished job keeps what the job API reports: its parameters, state and images, not the
+// request's image tensors. The oldest finished jobs are forgotten beyond keep_finished jobs or
+// max_finished_bytes of images (the newest is always kept).
+void JobQueue::retire(const std::shared_ptr<Job>& job) {
+  if (job->spec->req.init_image.defined() || job->spec->req.mask.defined() ||
+      job->spec->req.init_latents.defined()) {
+    auto slim = std::make_shared<JobSpec>(*job->spec);
+    slim->req.init_image = Tensor();
+    slim->req.mask = Tensor();
+    slim->req.init_latents = Tensor();
+    job->spec = std::move(slim);
+  }
+  job->bytes = job->spec->parameters.dump().size();
+  for (const auto& im : job->images) job->bytes += im.png.size() + im.infotext.size();
+  finished_bytes_ += job->bytes;
+  finished_.push_back(job);
+  while (finished_.size() > 1 &&
+         (finished_.size() > keep_finished_ || finished_bytes_ > max_finished_bytes_)) {
+    finished_bytes_ -= finished_.front()->bytes;
+    by_id_.erase(finished_.front()->id);
+    finished_.pop_front();
+  }
 }
 
 JobInfo JobQueue::snapshot(const Job& j, bool with_images) const {
@@ -171,6 +198,16 @@ std::optional<JobInfo> JobQueue::wait(const std::string& id) {
   return snapshot(*job, true);
 }
 
+std::optional<JobInfo> JobQueue::wait_for(const std::string& id, double seconds) {
+  std::unique_lock<std::mutex> lk(mu_);
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return std::nullopt;
+  std::shared_ptr<Job> job = it->second;
+  done_cv_.wait_for(lk, std::chrono::duration<double>(seconds),
+                    [&] { return is_finished(job->state); });
+  return snapshot(*job, is_finished(job->state));
+}
+
 bool JobQueue::cancel(const std::string& id) {
   std::lock_guard<std::mutex> lk(mu_);
   auto it = by_id_.find(id);
@@ -183,7 +220,7 @@ bool JobQueue::cancel(const std::string& id) {
     job->finished = now_seconds();
     job->error = "cancelled";
     job->detail = "cancelled before it started";
-    finished_.push_back(job);
+    retire(job);
     ++stats_.cancelled;
     done_cv_.notify_all();
   }
@@ -252,11 +289,7 @@ void JobQueue::worker_loop() {
       if (job->state == JobState::Failed) ++stats_.failed;
       if (job->state == JobState::Cancelled) ++stats_.cancelled;
       if (job->step_seconds > 0) last_step_seconds_ = job->step_seconds;
-      finished_.push_back(job);
-      while (finished_.size() > keep_finished_) {
-        by_id_.erase(finished_.front()->id);
-        finished_.pop_front();
-      }
+      retire(job);
     }
     done_cv_.notify_all();
   }
@@ -304,6 +337,14 @@ void JobQueue::execute(Job& job) {
   }
   const int per_batch = pipeline::steps_per_batch(*model, req);
   const int64_t clip_skip = req.clip_skip > 0 ? req.clip_skip : model->default_clip_skip();
+  // Clip skip counts the encoder's published blocks from the end; those the weights lack
+  // (SD2's last one) cannot be skipped to.
+  const auto& text = model->text_config;
+  if (clip_skip > text.published_layers() ||
+      text.published_layers() - (clip_skip - 1) > text.num_hidden_layers)
+    return finish(JobState::Failed, 422, "invalid field 'clip_skip'",
+                  str("clip skip ", clip_skip, " is out of range for this model: from ",
+                      text.unused_published_layers + 1, " to ", text.published_layers()));
   {
     std::lock_guard<std::mutex> lk(mu_);
     job.steps = int64_t(per_batch) * req.batch_count;

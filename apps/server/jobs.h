@@ -71,9 +71,10 @@ class JobQueue {
   // Opens a model; called on the worker thread when a job needs a model that is not resident.
   using ModelLoader = std::function<std::unique_ptr<pipeline::ModelBundle>(const ModelEntry&)>;
 
-  // threads > 0: the CPU threads a generation uses (set on the worker thread).
+  // threads > 0: the CPU threads a generation uses (set on the worker thread). Finished jobs
+  // are kept (for the job API) up to keep_finished of them and max_finished_bytes of images.
   explicit JobQueue(ModelLoader loader, size_t max_queued = 256, size_t keep_finished = 256,
-                    int threads = 0);
+                    int threads = 0, size_t max_finished_bytes = size_t(256) << 20);
   ~JobQueue();
   JobQueue(const JobQueue&) = delete;
   JobQueue& operator=(const JobQueue&) = delete;
@@ -84,6 +85,8 @@ class JobQueue {
   std::optional<JobInfo> info(const std::string& id, bool with_images = true) const;
   // Blocks until the job has finished and returns its final state (nullopt if unknown).
   std::optional<JobInfo> wait(const std::string& id);
+  // Waits at most `seconds` for the job to finish: its state then, finished or not.
+  std::optional<JobInfo> wait_for(const std::string& id, double seconds);
   // A queued job is cancelled at once; a running one stops after its current step. False for
   // an unknown id; true (and no change) for a finished job.
   bool cancel(const std::string& id);
@@ -105,10 +108,12 @@ class JobQueue {
   void worker_loop();
   void execute(Job& job);
   JobInfo snapshot(const Job& job, bool with_images) const;   // mu_ held
+  void retire(const std::shared_ptr<Job>& job);               // mu_ held
   pipeline::ModelBundle& model_for(const ModelEntry& entry);  // worker thread only
 
   ModelLoader loader_;
-  size_t max_queued_, keep_finished_;
+  size_t max_queued_, keep_finished_, max_finished_bytes_;
+  size_t finished_bytes_ = 0;  // of the jobs in finished_
   int threads_;
   mutable std::mutex mu_;
   std::condition_variable work_cv_, done_cv_;

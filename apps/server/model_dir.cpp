@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include "apps/server/api_error.h"
 #include "core/error.h"
@@ -81,6 +82,28 @@ ModelEntry ModelDirectory::find(const std::string& name) const {
   throw ApiError(
       404, "unknown model",
       "no model named '" + name + "' (available: " + (names.empty() ? "none" : names) + ")");
+}
+
+std::vector<std::string> list_lora_files(const std::string& dir) {
+  std::vector<std::string> out;
+  std::set<fs::path> seen;  // canonical folders entered: a symbolic link loop ends there
+  std::error_code ec;
+  seen.insert(fs::weakly_canonical(dir, ec));
+  fs::recursive_directory_iterator it(dir,
+                                      fs::directory_options::follow_directory_symlink |
+                                          fs::directory_options::skip_permission_denied,
+                                      ec);
+  for (const fs::recursive_directory_iterator end; !ec && it != end; it.increment(ec)) {
+    std::error_code e;
+    if (it->is_directory(e)) {
+      const fs::path canon = fs::canonical(it->path(), e);
+      if (e || it.depth() >= 15 || !seen.insert(canon).second) it.disable_recursion_pending();
+    } else if (it->is_regular_file(e) && it->path().extension() == ".safetensors") {
+      out.push_back(it->path().lexically_relative(dir).generic_string());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace diffuse::server

@@ -34,4 +34,9 @@ class ModelDirectory {
   std::string dir_;
 };
 
+// The LoRA files of a folder and the folders below it (symbolic links followed, each folder
+// once, 16 deep at most): NAME.safetensors paths relative to the folder, sorted. Unreadable
+// entries are skipped.
+std::vector<std::string> list_lora_files(const std::string& dir);
+
 }  // namespace diffuse::server

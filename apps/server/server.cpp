@@ -2,21 +2,24 @@
 
 #include <httplib.h>
 
+#include <sys/socket.h>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sys/socket.h>
 #include <thread>
 #include <vector>
 
 #include "apps/server/api_error.h"
 #include "apps/server/api_requests.h"
 #include "apps/server/base64.h"
+#include "apps/server/connections.h"
 #include "apps/server/model_dir.h"
+#include "apps/server/request_origin.h"
 #include "apps/server/web_assets.h"
 #include "core/error.h"
 
@@ -27,8 +30,6 @@ using httplib::Response;
 using nlohmann::json;
 
 namespace {
-
-constexpr size_t kMaxBody = size_t(64) << 20;  // base64 images included
 
 void send_json(Response& res, int status, const json& j) {
   res.status = status;
@@ -80,7 +81,8 @@ struct Server::Impl {
   ServerOptions opt;
   ModelDirectory models;
   JobQueue queue;
-  httplib::Server http;
+  GuardedHttpServer http;
+  std::atomic<int> waiting{0};  // requests waiting in run_sync
   std::mutex options_mu;
   RequestDefaults defaults;  // guarded by options_mu
   int bound_port = -1;
@@ -89,13 +91,34 @@ struct Server::Impl {
   std::mutex stop_mu;
   bool stopped = false;
 
+  static ConnectionLimits limits_of(const ServerOptions& o) {
+    ConnectionLimits l;
+    l.workers = std::max(4, o.http_threads);
+    l.max_connections = std::max<size_t>(8, o.max_connections);
+    l.max_body = kMaxJsonBody + (size_t(1) << 20);  // chunked framing included
+    return l;
+  }
+
   explicit Impl(ServerOptions o)
       : opt(std::move(o)),
         models(opt.model_dir),
         queue([this](const ModelEntry& m) { return load_model(m); }, opt.max_queue, 128,
-              opt.threads) {
+              opt.threads),
+        http(limits_of(opt)) {
     DF_CHECK(opt.max_size >= 8, "--max-size must be at least 8, got ", opt.max_size);
+    hide_dir(opt.model_dir, "<model-dir>");
+    hide_dir(opt.lora_dir, "<lora-dir>");
+    hide_dir(opt.config_dir, "<config-dir>");
+    hide_dir(opt.data_dir, "<data-dir>");
+    DF_CHECK(opt.max_steps >= 1 && opt.max_steps <= 1000,
+             "--max-steps must be from 1 to 1000, got ", opt.max_steps);
+    DF_CHECK(opt.max_batch_size >= 1 && opt.max_batch_count >= 1,
+             "--max-batch-size and --max-batch-count must be at least 1");
     defaults.max_size = opt.max_size;
+    defaults.max_steps = opt.max_steps;
+    defaults.max_batch_size = opt.max_batch_size;
+    defaults.max_batch_count = opt.max_batch_count;
+    defaults.max_prompt_length = opt.max_prompt_length;
     defaults.vae_tiling = opt.vae_tiling;
     if (!opt.lora_dir.empty()) {
       DF_CHECK(std::filesystem::is_directory(opt.lora_dir), "--lora-dir ", opt.lora_dir,
@@ -128,19 +151,44 @@ struct Server::Impl {
     return defaults;
   }
 
+  // Answers show no server path: the folders of the options read as <model-dir> etc.
+  std::vector<std::pair<std::string, std::string>> hidden_dirs;  // longest first
+  void hide_dir(const std::string& dir, const std::string& name) {
+    if (dir.empty()) return;
+    std::error_code ec;
+    for (std::string p : {dir, std::filesystem::absolute(dir, ec).string(),
+                          std::filesystem::canonical(dir, ec).string()}) {
+      while (p.size() > 1 && p.back() == '/') p.pop_back();
+      if (p.size() > 1) hidden_dirs.emplace_back(p, name);
+    }
+    std::sort(hidden_dirs.begin(), hidden_dirs.end(),
+              [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  }
+  std::string redact(std::string s) const {
+    for (const auto& [path, name] : hidden_dirs)
+      for (size_t p = s.find(path); p != std::string::npos; p = s.find(path, p + name.size()))
+        s.replace(p, path.size(), name);
+    return s;
+  }
+
+  json job_out(JobInfo job, bool with_images) const {
+    job.detail = redact(job.detail);
+    return job_json(job, with_images);
+  }
+
   // Every handler runs through this: any exception becomes a JSON error, never a crash.
-  static httplib::Server::Handler guard(std::function<void(const Request&, Response&)> fn) {
-    return [fn = std::move(fn)](const Request& req, Response& res) {
+  httplib::Server::Handler guard(std::function<void(const Request&, Response&)> fn) {
+    return [this, fn = std::move(fn)](const Request& req, Response& res) {
       try {
         fn(req, res);
       } catch (const ApiError& e) {
-        send_error(res, e.status, e.error, e.detail);
+        send_error(res, e.status, e.error, redact(e.detail));
       } catch (const json::exception& e) {
         send_error(res, 422, "invalid request", e.what());
       } catch (const std::bad_alloc&) {
         send_error(res, 500, "internal error", "out of memory");
       } catch (const std::exception& e) {
-        send_error(res, 500, "internal error", e.what());
+        send_error(res, 500, "internal error", redact(e.what()));
       } catch (...) {
         send_error(res, 500, "internal error", "unknown exception");
       }
@@ -148,9 +196,34 @@ struct Server::Impl {
   }
 
   // Runs a job to its end (as A1111's synchronous endpoints do) and answers with `respond`.
+  // A request thread waits for its job: at most max_waiting of them at once (the others are
+  // answered 503), so that some threads always answer /health, progress and interrupt. A
+  // client that closes its connection cancels its job.
   void run_sync(JobSpec spec, Response& res, const std::function<json(const JobInfo&)>& respond) {
+    const int max_waiting =
+        opt.max_waiting > 0 ? opt.max_waiting : std::max(1, http.limits().workers * 3 / 4);
+    if (waiting.fetch_add(1) >= max_waiting) {
+      waiting.fetch_sub(1);
+      throw ApiError(503, "busy",
+                     str(max_waiting,
+                         " requests are waiting for their images; try again later, or "
+                         "queue with POST /api/jobs"));
+    }
+    struct Release {
+      std::atomic<int>& n;
+      ~Release() { n.fetch_sub(1); }
+    } release{waiting};
     const std::string id = queue.submit(std::move(spec));
-    auto info = queue.wait(id);
+    std::optional<JobInfo> info;
+    for (;;) {
+      info = queue.wait_for(id, 0.2);
+      if (!info || is_finished(info->state)) break;
+      if (GuardedHttpServer::client_gone()) {
+        queue.cancel(id);
+        if (ConnectionState* c = GuardedHttpServer::current()) c->close = true;
+        throw ApiError(499, "client closed the connection", "job " + id + " was cancelled");
+      }
+    }
     if (!info) throw ApiError(500, "job lost", "job " + id + " is gone");
     if (info->state == JobState::Done) return send_json(res, 200, respond(*info));
     if (info->state == JobState::Cancelled)
@@ -213,32 +286,67 @@ struct Server::Impl {
 };
 
 void Server::Impl::routes() {
-  http.new_task_queue = [n = size_t(std::max(4, opt.http_threads))] {
-    return new httplib::ThreadPool(n);
-  };
-  http.set_payload_max_length(kMaxBody);
-  http.set_read_timeout(30, 0);
+  http.set_payload_max_length(kMaxJsonBody);
 
+  // Checked on the headers alone, before a body is read.
   http.set_pre_routing_handler([this](const Request& req, Response& res) {
-    if (opt.api_key.empty() || (req.method == "GET" && find_web_asset(req.path)))
+    auto refuse = [&](int status, const std::string& error, const std::string& detail) {
+      send_error(res, status, error, detail);
+      // The body (if any) stays unread: the connection cannot serve another request.
+      res.set_header("Connection", "close");
+      if (ConnectionState* c = GuardedHttpServer::current()) c->close = true;
+      return httplib::Server::HandlerResponse::Handled;
+    };
+    if (req.has_header("Content-Encoding"))
+      return refuse(415, "unsupported content encoding",
+                    "send the body uncompressed (Content-Encoding: " +
+                        req.get_header_value("Content-Encoding") + ")");
+    if (req.has_header("Content-Length")) {
+      const std::string len = req.get_header_value("Content-Length");
+      if (len.empty() || len.size() > 18 || len.find_first_not_of("0123456789") != len.npos ||
+          std::stoull(len) > kMaxJsonBody)
+        return refuse(413, "request too large",
+                      str("the body is over the limit of ", kMaxJsonBody, " bytes"));
+    }
+    const std::string host = req.get_header_value("Host");
+    if (!host.empty() && !host_allowed(host, opt.host, opt.allowed_hosts))
+      return refuse(403, "unknown host",
+                    "'" + host_name(host) +
+                        "' is not a name of this server (serve --allow-host NAME allows it)");
+    if (req.method != "GET" && req.method != "HEAD" && req.method != "OPTIONS") {
+      const std::string origin = req.get_header_value("Origin");
+      if (req.has_header("Origin") && !origin_allowed(origin, host, opt.allowed_origins))
+        return refuse(403, "cross-origin request",
+                      "pages from " + origin +
+                          " may not send requests here (serve --allow-origin ORIGIN allows it)");
+      if (req.has_header("Content-Type") &&
+          !is_json_content_type(req.get_header_value("Content-Type")))
+        return refuse(415, "unsupported content type",
+                      "send JSON with Content-Type: application/json, not " +
+                          req.get_header_value("Content-Type"));
+    }
+    // The health check and the page's files (which hold nothing secret) need no key.
+    if (opt.api_key.empty() || req.path == "/health" ||
+        (req.method == "GET" && find_web_asset(req.path)))
       return httplib::Server::HandlerResponse::Unhandled;
     if (same_key(request_key(req), opt.api_key)) return httplib::Server::HandlerResponse::Unhandled;
     res.set_header("WWW-Authenticate", "Bearer realm=\"diffuse\"");
-    send_error(res, 401, "unauthorized", "this server needs an API key: Authorization: Bearer KEY");
-    return httplib::Server::HandlerResponse::Handled;
+    return refuse(401, "unauthorized", "this server needs an API key: Authorization: Bearer KEY");
   });
   // Statuses that httplib sets itself (no route, body too large...) get a JSON body too.
-  http.set_error_handler(
-      httplib::Server::HandlerWithResponse([](const Request& req, Response& res) {
-        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-        if (res.status == 404)
-          send_error(res, 404, "not found", req.method + " " + req.path + " is not an endpoint");
-        else if (res.status == 413)
-          send_error(res, 413, "request too large", str("the body is over ", kMaxBody, " bytes"));
-        else
-          send_error(res, res.status, "bad request", "HTTP status " + std::to_string(res.status));
-        return httplib::Server::HandlerResponse::Handled;
-      }));
+  http.set_error_handler(httplib::Server::HandlerWithResponse([](const Request& req,
+                                                                 Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    if (const ConnectionState* c = GuardedHttpServer::current(); c && c->body_too_large)
+      res.status = 413;
+    if (res.status == 404)
+      send_error(res, 404, "not found", req.method + " " + req.path + " is not an endpoint");
+    else if (res.status == 413)
+      send_error(res, 413, "request too large", str("the body is over ", kMaxJsonBody, " bytes"));
+    else
+      send_error(res, res.status, "bad request", "HTTP status " + std::to_string(res.status));
+    return httplib::Server::HandlerResponse::Handled;
+  }));
   http.set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
     std::string what = "unknown exception";
     try {
@@ -285,19 +393,14 @@ void Server::Impl::routes() {
   // The LoRA files that prompts may name: every NAME.safetensors in --lora-dir and below.
   http.Get("/sdapi/v1/loras", guard([this](const Request&, Response& res) {
              json out = json::array();
-             if (!opt.lora_dir.empty()) {
-               std::vector<std::filesystem::path> files;
-               for (const auto& e : std::filesystem::recursive_directory_iterator(
-                        opt.lora_dir, std::filesystem::directory_options::follow_directory_symlink))
-                 if (e.is_regular_file() && e.path().extension() == ".safetensors")
-                   files.push_back(e.path());
-               std::sort(files.begin(), files.end());
-               for (const auto& f : files)
-                 out.push_back({{"name", f.stem().string()},
-                                {"alias", f.stem().string()},
-                                {"path", f.string()},
+             if (!opt.lora_dir.empty())
+               for (const auto& f : list_lora_files(opt.lora_dir)) {
+                 const std::string stem = std::filesystem::path(f).stem().string();
+                 out.push_back({{"name", stem},
+                                {"alias", stem},
+                                {"path", f},  // relative to --lora-dir
                                 {"metadata", json::object()}});
-             }
+               }
              send_json(res, 200, out);
            }));
   http.Post("/sdapi/v1/refresh-checkpoints",
@@ -336,14 +439,13 @@ void Server::Impl::routes() {
   http.Post("/sdapi/v1/interrupt", guard([this](const Request&, Response& res) {
               send_json(res, 200, {{"interrupted", queue.interrupt()}});
             }));
-  http.Post("/sdapi/v1/txt2img", guard([this](const Request& req, Response& res) {
-              run_sync(a1111_job(parse_json_object(req.body), false, models, current_defaults()),
-                       res, a1111_response);
-            }));
-  http.Post("/sdapi/v1/img2img", guard([this](const Request& req, Response& res) {
-              run_sync(a1111_job(parse_json_object(req.body), true, models, current_defaults()),
-                       res, a1111_response);
-            }));
+  for (const bool img2img : {false, true})
+    http.Post(img2img ? "/sdapi/v1/img2img" : "/sdapi/v1/txt2img",
+              guard([this, img2img](const Request& req, Response& res) {
+                const json body = parse_json_object(req.body);
+                run_sync(a1111_job(body, img2img, models, current_defaults()), res,
+                         [&](const JobInfo& job) { return a1111_response(job, body); });
+              }));
 
   // OpenAI's API.
   http.Post("/v1/images/generations", guard([this](const Request& req, Response& res) {
@@ -365,17 +467,17 @@ void Server::Impl::routes() {
               const std::string id = queue.submit(std::move(spec));
               auto info = queue.info(id, false);
               if (!info) throw ApiError(500, "job lost", id);
-              send_json(res, 202, job_json(*info, false));
+              send_json(res, 202, job_out(*info, false));
             }));
   http.Get("/api/jobs", guard([this](const Request&, Response& res) {
              json jobs = json::array();
-             for (const auto& j : queue.list()) jobs.push_back(job_json(j, false));
+             for (const auto& j : queue.list()) jobs.push_back(job_out(j, false));
              send_json(res, 200, {{"jobs", jobs}, {"stats", stats_json()}});
            }));
   http.Get(R"(/api/jobs/([0-9a-f]{1,32}))", guard([this](const Request& req, Response& res) {
              auto info = queue.info(req.matches[1]);
              if (!info) throw ApiError(404, "unknown job", "no job " + std::string(req.matches[1]));
-             send_json(res, 200, job_json(*info, true));
+             send_json(res, 200, job_out(*info, true));
            }));
   http.Get(R"(/api/jobs/([0-9a-f]{1,32})/images/([0-9]{1,4})\.png)",
            guard([this](const Request& req, Response& res) {
@@ -392,7 +494,7 @@ void Server::Impl::routes() {
     if (!queue.cancel(id)) throw ApiError(404, "unknown job", "no job " + id);
     auto info = queue.info(id, false);
     if (!info) throw ApiError(404, "unknown job", "no job " + id);
-    send_json(res, 200, job_json(*info, false));
+    send_json(res, 200, job_out(*info, false));
   });
   http.Post(R"(/api/jobs/([0-9a-f]{1,32})/cancel)", cancel);
   http.Delete(R"(/api/jobs/([0-9a-f]{1,32}))", cancel);
@@ -451,6 +553,7 @@ void Server::stop() {
   }
   im.queue.shutdown();  // wakes the requests that wait on jobs
   im.http.stop();
+  im.http.stop_connections();
   if (im.thread.joinable() && im.thread.get_id() != std::this_thread::get_id()) im.thread.join();
 }
 

@@ -20,39 +20,14 @@
 #include "models/lora/lora_names.h"
 #include "pipeline/model_bundle.h"
 #include "test_util.h"
+#include "tests/server/server_fixture.h"
 
 namespace diffuse::server {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-// The reference's diffusers folders of ordinary (4-channel) tiny models, linked into a model
-// dir under their folder names.
-std::vector<std::string> tiny_model_names() {
-  std::vector<std::string> names;
-  const fs::path ref = test::reference_dir();
-  for (const std::string& name : test::reference_model_folders()) {
-    const fs::path d = ref / name / "diffusers";
-    if (!fs::exists(d / "model_index.json")) continue;
-    std::ifstream f(d / "unet" / "config.json");
-    json cfg = json::parse(f, nullptr, false);
-    if (cfg.is_discarded() || cfg.value("in_channels", 0) != 4) continue;
-    names.push_back(name);
-  }
-  return names;
-}
-
-std::string model_dir() {
-  static std::string dir = [] {
-    fs::path d = fs::path(test::temp_dir()) / "models";
-    fs::create_directories(d);
-    for (const auto& n : tiny_model_names())
-      fs::create_directory_symlink(fs::path(test::reference_dir()) / n / "diffusers", d / n);
-    return d.string();
-  }();
-  return dir;
-}
+using namespace test_fixture;
 
 std::string png_text(const std::string& png) {
   static int counter = 0;
@@ -61,68 +36,6 @@ std::string png_text(const std::string& png) {
   std::ofstream(path, std::ios::binary) << png;
   return io::read_png_text(path)["parameters"];
 }
-
-class ServerTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    models_ = tiny_model_names();
-    if (models_.empty()) GTEST_SKIP() << "no tiny diffusers models in " << test::reference_dir();
-    ServerOptions o;
-    o.model_dir = model_dir();
-    o.port = 0;
-    o.max_size = 256;
-    o.data_dir = test::data_dir();
-    o.threads = 1;  // the tiny model gains nothing from more, and ctest runs two tests at once
-    customize(o);
-    server_ = std::make_unique<Server>(o);
-    server_->start();
-    ASSERT_GT(server_->port(), 0);
-  }
-  void TearDown() override {
-    if (server_) server_->stop();
-  }
-  virtual void customize(ServerOptions&) {}
-
-  std::unique_ptr<httplib::Client> client() const {
-    auto c = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
-    c->set_read_timeout(120, 0);
-    c->set_write_timeout(30, 0);
-    return c;
-  }
-  // POST/GET returning (status, parsed body); the body must be JSON.
-  std::pair<int, json> post(const std::string& path, const std::string& body) const {
-    auto r = client()->Post(path.c_str(), body, "application/json");
-    if (!r) return {-1, json()};
-    return {r->status, json::parse(r->body, nullptr, false)};
-  }
-  std::pair<int, json> post(const std::string& path, const json& body) const {
-    return post(path, body.dump());
-  }
-  std::pair<int, json> get(const std::string& path) const {
-    auto r = client()->Get(path.c_str());
-    if (!r) return {-1, json()};
-    return {r->status, json::parse(r->body, nullptr, false)};
-  }
-  json wait_job(const std::string& id) const {
-    for (int i = 0; i < 6000; ++i) {
-      auto [st, j] = get("/api/jobs/" + id);
-      if (st != 200) return j;
-      const std::string s = j["state"];
-      if (s == "done" || s == "failed" || s == "cancelled") return j;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return json();
-  }
-  json small(json j) const {
-    if (!j.contains("width")) j["width"] = 64;
-    if (!j.contains("height")) j["height"] = 64;
-    if (!j.contains("steps")) j["steps"] = 2;
-    return j;
-  }
-
-  std::vector<std::string> models_;
-  std::unique_ptr<Server> server_;
-};
 
 TEST_F(ServerTest, HealthPageAndLists) {
   auto [st, health] = get("/health");
@@ -330,7 +243,8 @@ TEST_F(ServerTest, ProgressAndInterrupt) {
   EXPECT_EQ(idle["state"]["job_count"], 0);
 
   auto [s1, job] = post(
-      "/api/jobs", small({{"prompt", "slow"}, {"steps", 1000}, {"width", 128}, {"height", 128}}));
+      "/api/jobs",
+      small({{"prompt", "slow"}, {"steps", 150}, {"n_iter", 7}, {"width", 128}, {"height", 128}}));
   ASSERT_EQ(s1, 202) << job.dump();
   const std::string id = job["id"];
   json p;
@@ -343,7 +257,7 @@ TEST_F(ServerTest, ProgressAndInterrupt) {
   EXPECT_LT(p["progress"].get<double>(), 1.0);
   EXPECT_GT(p["eta_relative"].get<double>(), 0.0);
   EXPECT_EQ(p["state"]["job"], id);
-  EXPECT_EQ(p["state"]["sampling_steps"], 1000);
+  EXPECT_EQ(p["state"]["sampling_steps"], 150 * 7);
   auto [si, ir] = post("/sdapi/v1/interrupt", std::string("{}"));
   ASSERT_EQ(si, 200);
   EXPECT_EQ(ir["interrupted"], true);
@@ -359,9 +273,9 @@ TEST_F(ServerTest, ProgressAndInterrupt) {
     }
     post("/sdapi/v1/interrupt", std::string("{}"));
   });
-  auto [s2, r2] =
-      post("/sdapi/v1/txt2img",
-           small({{"prompt", "slow"}, {"steps", 1000}, {"width", 128}, {"height", 128}}));
+  auto [s2, r2] = post(
+      "/sdapi/v1/txt2img",
+      small({{"prompt", "slow"}, {"steps", 150}, {"n_iter", 7}, {"width", 128}, {"height", 128}}));
   killer.join();
   EXPECT_EQ(s2, 409) << r2.dump();
   EXPECT_EQ(r2["error"], "cancelled");
@@ -374,7 +288,7 @@ TEST_F(ServerTest, QueueOrderAndCancel) {
   for (int i = 0; i < 3; ++i) {
     auto [st, j] = post(
         "/api/jobs",
-        small({{"prompt", "job " + std::to_string(i)}, {"steps", i == 0 ? 200 : 2}, {"seed", i}}));
+        small({{"prompt", "job " + std::to_string(i)}, {"steps", i == 0 ? 150 : 2}, {"seed", i}}));
     ASSERT_EQ(st, 202) << j.dump();
     ids.push_back(j["id"]);
   }
@@ -429,6 +343,24 @@ struct BadCase {
   const char* mentions;  // in error or detail
 };
 
+// A field nested 80k deep (160 KB) used to overflow the stack when the request was copied
+// and echoed back; it is refused before parsing, on every endpoint that takes JSON.
+TEST_F(ServerTest, DeeplyNestedBodiesAreRefused) {
+  const std::string deep = std::string(80000, '[') + std::string(80000, ']');
+  const std::string body =
+      R"({"prompt": "x", "width": 64, "height": 64, "steps": 1, "junk": )" + deep + "}";
+  for (const char* path : {"/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/v1/images/generations",
+                           "/api/jobs", "/sdapi/v1/options"}) {
+    auto [st, j] = post(path, body);
+    EXPECT_EQ(st, 400) << path;
+    EXPECT_NE(j.value("detail", "").find("nested deeper than"), std::string::npos) << j.dump();
+  }
+  // Deep nesting inside a string is only text.
+  auto [st, j] = post("/sdapi/v1/txt2img", small({{"prompt", std::string(2000, '{')}}));
+  EXPECT_EQ(st, 200) << j.dump().substr(0, 300);
+  EXPECT_EQ(get("/health").first, 200);
+}
+
 TEST_F(ServerTest, BadInputGetsJsonErrors) {
   const std::string m = models_.front();
   const std::vector<BadCase> cases = {
@@ -481,7 +413,10 @@ TEST_F(ServerTest, BadInputGetsJsonErrors) {
       {"/sdapi/v1/options", "nope", 400, "JSON"},
       {"/sdapi/v1/txt2img", R"({"width": 64, "height": 64, "send_images": "yes"})", 422,
        "send_images"},
-      {"/sdapi/v1/txt2img", std::string(200000, '[') + std::string(200000, ']'), 422, "object"},
+      {"/sdapi/v1/txt2img", std::string(200000, '[') + std::string(200000, ']'), 400, "nested"},
+      {"/sdapi/v1/txt2img", "[" + std::string(64, '[') + std::string(64, ']') + "]", 400,
+       "nested deeper than 64"},
+      {"/sdapi/v1/txt2img", std::string(64, '[') + std::string(64, ']'), 422, "object"},
       {"/sdapi/v1/txt2img", std::string(200000, '['), 400, "JSON"},
       {"/sdapi/v1/nothing-here", "{}", 404, "not an endpoint"},
   };
@@ -510,8 +445,8 @@ class KeyedServerTest : public ServerTest {
 };
 
 TEST_F(KeyedServerTest, RequestsWithoutTheKeyGet401) {
-  for (const char* path :
-       {"/sdapi/v1/sd-models", "/sdapi/v1/progress", "/health", "/api/jobs", "/v1/models"}) {
+  for (const char* path : {"/sdapi/v1/sd-models", "/sdapi/v1/progress", "/sdapi/v1/loras",
+                           "/sdapi/v1/options", "/api/jobs", "/api/stats", "/v1/models"}) {
     auto r = client()->Get(path);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 401) << path;
@@ -533,7 +468,13 @@ TEST_F(KeyedServerTest, RequestsWithoutTheKeyGet401) {
   auto basic = client();
   basic->set_basic_auth("user", "s3cret-key");
   EXPECT_EQ(basic->Get("/sdapi/v1/options")->status, 200);
-  // The page itself holds nothing secret; it asks for the key.
+  for (const char* path : {"/sdapi/v1/interrupt", "/sdapi/v1/options", "/api/jobs",
+                           "/sdapi/v1/refresh-checkpoints", "/v1/images/generations"})
+    EXPECT_EQ(client()->Post(path, "{}", "application/json")->status, 401) << path;
+  EXPECT_EQ(client()->Delete("/api/jobs/0123456789abcdef")->status, 401);
+  // The health check and the page itself (which holds nothing secret and asks for the key)
+  // need no key.
+  EXPECT_EQ(client()->Get("/health")->status, 200);
   EXPECT_EQ(client()->Get("/")->status, 200);
   EXPECT_EQ(client()->Get("/app.js")->status, 200);
 }

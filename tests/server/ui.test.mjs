@@ -60,7 +60,7 @@ function cleanup() {
 function startServer(extraArgs = []) {
   return new Promise((resolve, reject) => {
     const proc = spawn(cli, ["serve", "--model-dir", path.join(tmp, "models"), "--port", "0",
-                             "--max-size", "512", "-t", "1", ...extraArgs],
+                             "--max-size", "512", "--max-steps", "1000", "-t", "1", ...extraArgs],
                        { stdio: ["ignore", "pipe", "pipe"] });
     servers.push(proc);
     let out = "";
