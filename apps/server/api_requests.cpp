@@ -332,6 +332,14 @@ JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
     }
   }
 
+  // A1111's refiner: a checkpoint that finishes the image after refiner_switch_at of the steps.
+  const std::string refiner = get_string(body, "refiner_checkpoint", "");
+  if (!refiner.empty() && refiner != "None") {
+    spec.refiner = models.find(refiner);
+    req.refiner_switch_at = get_number(body, "refiner_switch_at", 0.8, 0.0, 1.0);
+    if (req.refiner_switch_at <= 0.0 || req.refiner_switch_at >= 1.0)
+      bad_field("refiner_switch_at", str("must be in (0, 1), got ", req.refiner_switch_at));
+  }
   resolve_loras(req, d);
   // The request as understood, and nothing else: a job keeps it as long as the job is listed.
   json p = json::object();
@@ -353,6 +361,10 @@ JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
     p["include_init_images"] = get_bool(body, "include_init_images", false);
   }
   p["model"] = spec.model.name;
+  if (spec.refiner) {
+    p["refiner_checkpoint"] = spec.refiner->name;
+    p["refiner_switch_at"] = req.refiner_switch_at;
+  }
   p["send_images"] = get_bool(body, "send_images", true);
   spec.parameters = std::move(p);
   return spec;

@@ -132,11 +132,12 @@ std::string JobQueue::submit(JobSpec spec) {
 // max_finished_bytes of images (the newest is always kept).
 void JobQueue::retire(const std::shared_ptr<Job>& job) {
   if (job->spec->req.init_image.defined() || job->spec->req.mask.defined() ||
-      job->spec->req.init_latents.defined()) {
+      job->spec->req.init_latents.defined() || job->spec->req.init_image_latents.defined()) {
     auto slim = std::make_shared<JobSpec>(*job->spec);
     slim->req.init_image = Tensor();
     slim->req.mask = Tensor();
     slim->req.init_latents = Tensor();
+    slim->req.init_image_latents = Tensor();
     job->spec = std::move(slim);
   }
   job->bytes = job->spec->parameters.dump().size();
@@ -295,6 +296,16 @@ void JobQueue::worker_loop() {
   }
 }
 
+pipeline::ModelBundle& JobQueue::refiner_for(const ModelEntry& entry) {
+  if (!refiner_ || refiner_path_ != entry.path) {
+    refiner_.reset();
+    refiner_path_.clear();
+    refiner_ = loader_(entry);
+    refiner_path_ = entry.path;
+  }
+  return *refiner_;
+}
+
 pipeline::ModelBundle& JobQueue::model_for(const ModelEntry& entry) {
   if (!resident_ || resident_path_ != entry.path) {
     // One model at a time: free the resident one before opening the next.
@@ -325,13 +336,25 @@ void JobQueue::execute(Job& job) {
   if (job.cancel) return finish(JobState::Cancelled, 0, "cancelled", "cancelled before it started");
 
   pipeline::ModelBundle* model = nullptr;
+  pipeline::ModelBundle* refiner = nullptr;
   try {
     model = &model_for(spec.model);
   } catch (const std::exception& e) {
     return finish(JobState::Failed, 500, "cannot load model", spec.model.name + ": " + e.what());
   }
+  if (spec.refiner) {
+    try {
+      refiner = &refiner_for(*spec.refiner);
+    } catch (const std::exception& e) {
+      return finish(JobState::Failed, 500, "cannot load refiner", spec.refiner->name + ": " + e.what());
+    }
+  } else if (refiner_) {
+    refiner_.reset();  // not kept for jobs that do not ask for it
+    refiner_path_.clear();
+  }
   try {
     pipeline::validate_request(*model, req);
+    if (refiner) pipeline::validate_refiner(*model, *refiner, req);
   } catch (const std::exception& e) {
     return finish(JobState::Failed, 422, "invalid request for this model", e.what());
   }
@@ -339,12 +362,11 @@ void JobQueue::execute(Job& job) {
   const int64_t clip_skip = req.clip_skip > 0 ? req.clip_skip : model->default_clip_skip();
   // Clip skip counts the encoder's published blocks from the end; those the weights lack
   // (SD2's last one) cannot be skipped to.
-  const auto& text = model->text_config;
-  if (clip_skip > text.published_layers() ||
-      text.published_layers() - (clip_skip - 1) > text.num_hidden_layers)
-    return finish(JobState::Failed, 422, "invalid field 'clip_skip'",
-                  str("clip skip ", clip_skip, " is out of range for this model: from ",
-                      text.unused_published_layers + 1, " to ", text.published_layers()));
+  try {
+    model->check_clip_skip(clip_skip);
+  } catch (const std::exception& e) {
+    return finish(JobState::Failed, 422, "invalid field 'clip_skip'", e.what());
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
     job.steps = int64_t(per_batch) * req.batch_count;
@@ -358,8 +380,12 @@ void JobQueue::execute(Job& job) {
       if (job.step > 0)
         job.step_seconds = (steady_seconds() - job.sampling_start) / double(job.step);
       return !job.cancel.load();
-    });
+    }, refiner);
     pipeline::ImageParameters p = pipeline::image_parameters(req, spec.model.stem(), clip_skip);
+    if (spec.refiner) {
+      p.refiner = spec.refiner->stem();
+      p.refiner_switch_at = float(req.refiner_switch_at);
+    }
     std::vector<JobImage> images;
     for (size_t i = 0; i < res.images.size(); ++i) {
       p.seed = res.seeds[i];

@@ -26,6 +26,7 @@ namespace diffuse::server {
 struct JobSpec {
   std::string kind;  // txt2img, img2img, openai
   ModelEntry model;
+  std::optional<ModelEntry> refiner;  // A1111's refiner_checkpoint (the SDXL refiner)
   pipeline::GenerateRequest req;  // seed already resolved (never -1)
   nlohmann::json parameters;      // the request as understood (echoed back to the client)
 };
@@ -110,6 +111,7 @@ class JobQueue {
   JobInfo snapshot(const Job& job, bool with_images) const;   // mu_ held
   void retire(const std::shared_ptr<Job>& job);               // mu_ held
   pipeline::ModelBundle& model_for(const ModelEntry& entry);  // worker thread only
+  pipeline::ModelBundle& refiner_for(const ModelEntry& entry);  // worker thread only
 
   ModelLoader loader_;
   size_t max_queued_, keep_finished_, max_finished_bytes_;
@@ -127,6 +129,9 @@ class JobQueue {
   // Worker-thread state: the resident model.
   std::unique_ptr<pipeline::ModelBundle> resident_;
   std::string resident_path_, resident_name_;
+  // The refiner of the last job that asked for one, kept beside the model.
+  std::unique_ptr<pipeline::ModelBundle> refiner_;
+  std::string refiner_path_;
   std::thread worker_;
 };
 

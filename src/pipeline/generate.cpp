@@ -125,6 +125,7 @@ void validate_request(const ModelBundle& model, const GenerateRequest& req) {
     DF_CHECK(req.init_latents.shape() == want, "init latents are ", req.init_latents.desc(),
              " but this run needs f32", shape_str(want));
   }
+  if (req.clip_skip > 0) model.check_clip_skip(req.clip_skip);
   for (auto& l : request_loras(req))
     DF_CHECK(std::filesystem::is_regular_file(l.path), "LoRA file ", l.path, " not found");
 }
@@ -285,7 +286,9 @@ CondPair encode_request(ModelBundle& model, const GenerateRequest& req, const st
   return p;
 }
 
-void check_refiner(const ModelBundle& base, const ModelBundle& refiner, const GenerateRequest& req) {
+}  // namespace
+
+void validate_refiner(const ModelBundle& base, const ModelBundle& refiner, const GenerateRequest& req) {
   DF_CHECK(req.refiner_switch_at > 0 && req.refiner_switch_at < 1,
            "the refiner switch must be in (0, 1), got ", req.refiner_switch_at);
   DF_CHECK(!base.inpaint && !refiner.inpaint && !req.mask.defined(),
@@ -299,12 +302,10 @@ void check_refiner(const ModelBundle& base, const ModelBundle& refiner, const Ge
   validate_request(refiner, req);
 }
 
-}  // namespace
-
 GenerateResult generate(ModelBundle& model, const GenerateRequest& req, const ProgressFn& progress,
                         ModelBundle* refiner) {
   validate_request(model, req);
-  if (refiner) check_refiner(model, *refiner, req);
+  if (refiner) validate_refiner(model, *refiner, req);
   std::string prompt;
   const std::vector<models::LoraUse> loras = request_loras(req, &prompt);
   model.set_loras(loras);

@@ -87,6 +87,10 @@ int steps_per_batch(const ModelBundle& model, const GenerateRequest& req);
 ImageParameters image_parameters(const GenerateRequest& req, const std::string& model_name,
                                  int64_t clip_skip);
 
+// Checks that `refiner` can finish `base`'s images for this request (same latent space, no
+// inpainting, a switch in (0, 1)); throws one clear Error.
+void validate_refiner(const ModelBundle& base, const ModelBundle& refiner, const GenerateRequest& req);
+
 // With `refiner` (an SDXL refiner, or any model of the same latent space), the base model
 // denoises until req.refiner_switch_at and the refiner finishes from its latents, conditioned by
 // its own text encoder and time ids (the SDXL base + refiner pair as diffusers runs it with

@@ -279,6 +279,16 @@ Tensor ModelBundle::encode_prompt(const std::string& prompt, int64_t clip_skip) 
   return encode(prompt, clip_skip).context;
 }
 
+void ModelBundle::check_clip_skip(int64_t k) const {
+  auto check = [k](const models::ClipTextConfig& tc, const char* what) {
+    const int64_t lowest = tc.unused_published_layers + 1, highest = tc.published_layers();
+    DF_CHECK(k >= lowest && k <= highest, "clip skip ", k, " is out of range for ", what,
+             ": from ", lowest, " to ", highest);
+  };
+  if (family_->text_encoder) check(text_config, "this model's text encoder");
+  if (family_->text_encoder_2) check(text_config_2, "this model's second text encoder");
+}
+
 bool ModelBundle::zeros_for_empty_negative() const {
   const nlohmann::json& mi = files.model_index;
   if (mi.is_object() && mi.contains("force_zeros_for_empty_prompt") &&

@@ -88,6 +88,8 @@ class ModelBundle {
 
   // Published default clip skip, counted as A1111 does (SD1: 1, SD2 and SDXL: 2).
   int64_t default_clip_skip() const { return family_->default_clip_skip; }
+  // Throws a clear Error when clip skip K (A1111's count) does not fit this model's encoders.
+  void check_clip_skip(int64_t k) const;
   // Default image side in pixels, as diffusers' pipelines: the UNet config's sample_size (latent
   // pixels; the folder's or the --config folder's) times the VAE's downsampling; without a
   // config (single files), the family's
