@@ -207,13 +207,16 @@ void save_diffusers_folder(const ModelFiles& m, const fs::path& target, const Sa
              " has no config (ModelFiles::", p.name, "_config); a diffusers folder needs one");
 
   json index = m.model_index.is_object() ? m.model_index : default_model_index(m);
+  // SDXL's second text encoder and tokenizer are listed as absent only where the index names them.
   auto list = [&](const char* component, bool present, const char* library, const char* cls) {
     const bool listed = index.contains(component) && index[component].is_array() &&
                         index[component].size() == 2 && index[component][0].is_string();
-    if (!present)
-      index[component] = {nullptr, nullptr};
-    else if (!listed)
+    const bool sdxl_only = std::string_view(component).ends_with("_2");
+    if (!present) {
+      if (!sdxl_only || index.contains(component)) index[component] = {nullptr, nullptr};
+    } else if (!listed) {
       index[component] = {library, cls};
+    }
   };
 
   StagingFolder staging(target);

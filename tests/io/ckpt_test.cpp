@@ -4,7 +4,10 @@
 
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
+#include "io/mmap_file.h"
+#include "io/model_files.h"
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
 #include "io/weights.h"
@@ -62,6 +65,55 @@ TEST(Ckpt, ReferenceCheckpointEqualsSafetensors) {
   io::TensorMap d = io::load_weights(ckpt);
   ASSERT_EQ(d.size(), a.size());
   EXPECT_EQ(d.begin()->second.to_float_vector(), a.begin()->second.to_float_vector());
+}
+
+// SDXL single files come as .ckpt too: the same tensors in a torch archive open as the
+// safetensors file does (the same maps), for every sdxl / sdxl-refiner reference model.
+TEST(Ckpt, SdxlCheckpointOpensAsItsSafetensorsTwin) {
+  namespace fs = std::filesystem;
+  const std::string root = reference_dir();
+  if (root.empty() || !fs::is_directory(root)) GTEST_SKIP() << "no reference dir";
+  int checked = 0;
+  for (const auto& e : fs::directory_iterator(root)) {
+    const fs::path ref = e.path() / "reference.json";
+    const fs::path sf = e.path() / (e.path().filename().string() + ".safetensors");
+    if (!fs::is_regular_file(ref) || !fs::is_regular_file(sf)) continue;
+    const auto j = nlohmann::json::parse(io::read_text_file(ref.string()), nullptr, false);
+    const std::string kind = j.is_object() ? j.value("kind", "") : "";
+    if (kind != "sdxl" && kind != "sdxl-refiner") continue;
+    SCOPED_TRACE(sf.string());
+    const io::TensorMap tensors = io::load_safetensors(sf.string());
+    std::vector<std::pair<std::string, std::string>> storages;
+    const std::string pickle = state_dict_pickle([&](PickleWriter& w) {
+      for (const auto& [name, t] : tensors) {
+        const std::string key = std::to_string(storages.size());
+        const char* storage = t.dtype() == DType::F16   ? "HalfStorage"
+                              : t.dtype() == DType::I64 ? "LongStorage"
+                                                        : "FloatStorage";
+        ASSERT_TRUE(t.dtype() == DType::F16 || t.dtype() == DType::I64 || t.dtype() == DType::F32)
+            << name << " " << t.desc();
+        const Tensor c = t.contiguous();
+        storages.push_back({key, std::string(static_cast<const char*>(c.raw_data()), c.nbytes())});
+        w.str(name).tensor(storage, key, c.numel(), 0, c.shape(), contiguous_strides(c.shape()));
+      }
+    });
+    const std::string ckpt = write_ckpt(e.path().filename().string() + ".ckpt", pickle, storages);
+    const io::ModelFiles a = io::open_model(ckpt), b = io::open_model(sf.string());
+    EXPECT_EQ(a.text_layout, io::TextEncoderLayout::Conditioner);
+    for (const auto& [got, want] : {std::pair{&a.unet, &b.unet},
+                                    {&a.vae, &b.vae},
+                                    {&a.text_encoder, &b.text_encoder},
+                                    {&a.text_encoder_2, &b.text_encoder_2}}) {
+      ASSERT_EQ(got->size(), want->size());
+      for (const auto& [name, t] : *want) {
+        ASSERT_TRUE(got->count(name)) << name;
+        EXPECT_EQ(got->at(name).to_float_vector(), t.to_float_vector()) << name;
+      }
+    }
+    EXPECT_FALSE(a.text_encoder_2.empty());
+    ++checked;
+  }
+  if (checked == 0) GTEST_SKIP() << "no SDXL single files in the reference dir";
 }
 
 TEST(Ckpt, HostileCheckpointIsRefusedAndNothingRuns) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -235,6 +236,50 @@ TEST_P(SdxlGolden, UNetAddedConditioningErrorsAreClear) {
       << message(pooled, more);
   // a batch that differs from the sample's
   EXPECT_THROW(u->forward(x, t, ctx, pooled.slice(0, 0, 1), ids), Error);
+}
+
+// The added path trains: the gradient reaches add_embedding and text_embeds, and agrees with a
+// finite difference of the loss along it.
+TEST_P(SdxlGolden, AddedConditioningIsDifferentiable) {
+  const SdxlForm& f = GetParam();
+  if (f.kind != "diffusers") GTEST_SKIP() << "checked on the diffusers form";
+  const Loaded l = load(f);
+  auto u = unet(l, f);
+  // the positive row of the reference call
+  const Tensor x = l.ref.at("unet.input").slice(0, 1, 2);
+  const Tensor ctx = l.ref.at("unet.context").slice(0, 1, 2);
+  const Tensor ids = l.ref.at("unet.time_ids").slice(0, 1, 2);
+  const Tensor ref_te = l.ref.at("unet.text_embeds").slice(0, 1, 2);
+  const std::vector<float> t(1, 500.f);
+  std::vector<float> w(size_t(x.numel()));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.37f * float(i));
+  const Tensor weights = Tensor::from_vector(w, x.shape());
+  auto loss = [&](const Tensor& te) {  // sum(unet(...) * weights)
+    return nn::F::sum(nn::F::mul(u->forward(x, t, ctx, te, ids), weights));
+  };
+  Tensor te = Tensor::from_vector(ref_te.to_float_vector(), ref_te.shape());
+  nn::F::set_requires_grad(te);
+  nn::F::set_requires_grad(u->add_embedding->linear_1.weight);
+  nn::F::backward(loss(te));
+  const Tensor g = nn::F::grad(te);
+  ASSERT_TRUE(g.defined());
+  ASSERT_TRUE(nn::F::grad(u->add_embedding->linear_1.weight).defined());
+  const std::vector<float> gv = g.to_float_vector();
+  double norm = 0;
+  for (float v : gv) norm += double(v) * v;
+  norm = std::sqrt(norm);
+  ASSERT_GT(norm, 0);
+  // d loss / d eps along the unit gradient direction is ||g||
+  const float eps = 1e-2f;
+  std::vector<float> plus = ref_te.to_float_vector(), minus = plus;
+  for (size_t i = 0; i < gv.size(); ++i) {
+    plus[i] += eps * float(gv[i] / norm);
+    minus[i] -= eps * float(gv[i] / norm);
+  }
+  nn::F::NoGradGuard no_grad;
+  const double lp = loss(Tensor::from_vector(plus, ref_te.shape())).to_float_vector()[0];
+  const double lm = loss(Tensor::from_vector(minus, ref_te.shape())).to_float_vector()[0];
+  EXPECT_NEAR((lp - lm) / (2 * eps), norm, 2e-2 * norm);
 }
 
 TEST_P(SdxlGolden, VaeMatches) {

@@ -73,7 +73,7 @@ const UNetConfig& checked(const UNetConfig& c) {
         c.heads[i] > 0 && c.block_out_channels[i] % c.heads[i] == 0, "unet: the head count of ",
         "level ", i, " (width ", c.block_out_channels[i], ") is not in the file and differs ",
         "from the published models'; give the model's config (--config DIR of a diffusers folder)");
-  DF_CHECK(c.transformer_layers_per_block.size() == n,
+  DF_CHECK(c.transformer_layers_per_block.size() == n || c.transformer_layers_per_block.size() == 1,
            "unet: ", c.transformer_layers_per_block.size(), " transformer depths for ", n,
            " levels");
   DF_CHECK(c.reverse_transformer_layers_per_block.empty() ||

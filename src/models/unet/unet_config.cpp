@@ -89,6 +89,12 @@ std::vector<bool> block_attention(const json& types, size_t n, const char* field
   return out;
 }
 
+// One entry when all are equal (an int in diffusers' config).
+std::vector<int64_t> single_if_equal(const std::vector<int64_t>& v) {
+  if (!v.empty() && all_equal(v)) return std::vector<int64_t>(1, v.front());
+  return v;
+}
+
 // transformer_layers_per_block: an int, or per level an int or a list (one per layer) of equal
 // values.
 std::vector<int64_t> transformer_depths(const json& v, size_t n) {
@@ -103,13 +109,14 @@ std::vector<int64_t> transformer_depths(const json& v, size_t n) {
 }  // namespace
 
 int64_t UNetConfig::down_transformer_layers(size_t level) const {
-  return transformer_layers_per_block.at(level);
+  const auto& d = transformer_layers_per_block;
+  return d.size() == 1 ? d.front() : d.at(level);
 }
 
 int64_t UNetConfig::up_transformer_layers(size_t level, size_t layer) const {
   if (!reverse_transformer_layers_per_block.empty())
     return reverse_transformer_layers_per_block.at(level).at(layer);
-  return transformer_layers_per_block.at(transformer_layers_per_block.size() - 1 - level);
+  return down_transformer_layers(block_out_channels.size() - 1 - level);
 }
 
 UNetConfig UNetConfig::from_json(const json& j) {
@@ -125,16 +132,13 @@ UNetConfig UNetConfig::from_json(const json& j) {
     get("block_out_channels", c.block_out_channels);
     const size_t n = c.block_out_channels.size();
     DF_CHECK(n >= 1, "unet config.json: block_out_channels is empty");
+    // Absent block types keep diffusers' defaults (SD1's), which fit only 4 levels.
     if (j.contains("down_block_types"))
       c.down_has_attention = block_attention(j["down_block_types"], n, "down_block_types",
                                              "DownBlock2D", "CrossAttnDownBlock2D");
-    else
-      c.down_has_attention.resize(n, false);
     if (j.contains("up_block_types"))
       c.up_has_attention = block_attention(j["up_block_types"], n, "up_block_types", "UpBlock2D",
                                            "CrossAttnUpBlock2D");
-    else
-      c.up_has_attention.resize(n, false);
     DF_CHECK(c.down_has_attention.size() == n && c.up_has_attention.size() == n,
              "unet config.json: give down_block_types and up_block_types for ", n, " levels");
     if (j.contains("mid_block_type")) {
@@ -146,9 +150,9 @@ UNetConfig UNetConfig::from_json(const json& j) {
     }
     if (j.contains("layers_per_block") && !j["layers_per_block"].is_null())
       c.layers_per_block = uniform_int(j["layers_per_block"], "layers_per_block");
-    c.transformer_layers_per_block.assign(n, 1);
     if (j.contains("transformer_layers_per_block") && !j["transformer_layers_per_block"].is_null())
-      c.transformer_layers_per_block = transformer_depths(j["transformer_layers_per_block"], n);
+      c.transformer_layers_per_block =
+          single_if_equal(transformer_depths(j["transformer_layers_per_block"], n));
     if (j.contains("reverse_transformer_layers_per_block") &&
         !j["reverse_transformer_layers_per_block"].is_null()) {
       const json& r = j["reverse_transformer_layers_per_block"];
@@ -324,6 +328,7 @@ UNetConfig UNetConfig::infer(const io::TensorMap& w) {
     }
   }
   if (!reversed) c.reverse_transformer_layers_per_block = up;
+  c.transformer_layers_per_block = single_if_equal(c.transformer_layers_per_block);
 
   // Cross-attention width and projection kind from any attention.
   std::string attn;

@@ -16,10 +16,11 @@ struct UNetConfig {
   std::vector<bool> down_has_attention = {true, true, true, false};  // CrossAttnDownBlock2D?
   std::vector<bool> up_has_attention = {false, true, true, true};    // CrossAttnUpBlock2D?
   int64_t layers_per_block = 2;
-  // Transformer blocks in each attention of each down level (diffusers' int or list; an int
-  // applies to every level). The mid block takes the last entry; the up levels take them
-  // reversed unless reverse_transformer_layers_per_block gives them.
-  std::vector<int64_t> transformer_layers_per_block = {1, 1, 1, 1};
+  // Transformer blocks in each attention of each down level (diffusers' int or list): one entry
+  // per level, or a single entry for every level (what from_json and infer make of equal
+  // depths). The mid block takes the last entry; the up levels take them reversed unless
+  // reverse_transformer_layers_per_block gives them.
+  std::vector<int64_t> transformer_layers_per_block = {1};
   // Asymmetric (distilled) UNets: per up level (up_blocks order), the depth of each of its
   // layers_per_block + 1 attentions. Empty: the down levels' depths reversed.
   std::vector<std::vector<int64_t>> reverse_transformer_layers_per_block;
