@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "core/json_file.h"
 #include "io/mmap_file.h"
 #include "io/name_map_ldm.h"
 #include "io/weights.h"
@@ -14,14 +15,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-json read_json(const fs::path& file) {
-  const std::string text = read_text_file(file.string());
-  try {
-    return json::parse(text);
-  } catch (const std::exception& e) {
-    DF_FAIL(file.string(), ": invalid JSON: ", e.what());
-  }
-}
+json read_json(const fs::path& file) { return diffuse::read_json_file(file.string()); }
 
 json read_json_if_present(const fs::path& file) {
   return fs::is_regular_file(file) ? read_json(file) : json();
