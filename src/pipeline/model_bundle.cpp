@@ -3,8 +3,10 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "core/json_file.h"
 #include "io/mmap_file.h"
 #include "ops/ops.h"
+#include "sampling/schedule.h"
 
 namespace diffuse::pipeline {
 
@@ -17,13 +19,7 @@ const char* family_name(Family f, bool inpaint) {
 
 namespace {
 
-nlohmann::json read_json(const std::string& path) {
-  try {
-    return nlohmann::json::parse(io::read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    DF_FAIL(path, ": invalid JSON: ", e.what());
-  }
-}
+nlohmann::json read_json(const std::string& path) { return read_json_file(path); }
 
 // The UNet's first convolution tells how many channels it takes (4, or 9 when inpainting).
 int64_t unet_in_channels(const io::ModelFiles& f) {
@@ -152,6 +148,7 @@ std::unique_ptr<ModelBundle> ModelBundle::from_files(io::ModelFiles files,
     }
   }
   b->vae_config = vae_json.is_null() ? models::VaeConfig::infer(f.vae) : models::VaeConfig::from_json(vae_json);
+  if (sched.is_object()) sampling::parse_scheduler_config(sched.dump());  // checks its values
   b->scheduler_config = sched;
   b->prediction_type = b->family == Family::SD2 ? "v_prediction" : "epsilon";
   if (sched.is_object() && sched.contains("prediction_type") && sched["prediction_type"].is_string())

@@ -21,7 +21,11 @@ struct VaeConfig {
   bool use_post_quant_conv = true;
   int64_t sample_size = 512;  // pixels; the tile of tiled decoding (as diffusers)
 
+  // Reads diffusers' config.json fields, then check()s them.
   static VaeConfig from_json(const nlohmann::json& j);
+  // Throws an Error naming the first field out of its sane range (layers_per_block 1..64,
+  // channels, levels, groups dividing the channels, a positive scaling_factor).
+  void check() const;
   // diffusers' config.json fields (from_json(to_json()) gives this config back).
   nlohmann::json to_json() const;
   static VaeConfig infer(const io::TensorMap& weights);  // everything but scaling_factor
