@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/json_file.h"
+#include "io/folder_path.h"
 #include "io/mmap_file.h"
 #include "io/name_map_ldm.h"
 #include "io/weights.h"
@@ -40,7 +41,7 @@ TensorMap load_sharded(const fs::path& index_file) {
   }
   TensorMap out;
   for (const auto& [file, names] : by_file) {
-    const fs::path shard = index_file.parent_path() / file;
+    const fs::path shard = file_in_folder(index_file.parent_path(), file, index_file.string());
     TensorMap part = load_weights(shard.string());
     for (const std::string& name : names) {
       auto it = part.find(name);

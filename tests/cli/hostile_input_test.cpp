@@ -249,4 +249,24 @@ TEST(HostileCli, OutputPathsAreCheckedBeforeTheWork) {
   EXPECT_EQ(kept, "keep");
 }
 
+TEST(HostileCli, ShardIndexesCannotNameFilesOutsideTheFolder) {
+  const test::ModelForm* f = test::first_diffusers_form();
+  if (!f) GTEST_SKIP() << "no diffusers model in the reference";
+  const fs::path dir = fs::path(test::temp_dir()) / "sharded";
+  for (const std::string& target :
+       {std::string("../../outside.safetensors"),
+        fs::absolute(test::temp_dir() + "/outside.safetensors").string()}) {
+    SCOPED_TRACE(target);
+    fs::remove_all(dir);
+    fs::copy(f->path, dir, fs::copy_options::recursive);
+    for (const auto& e : fs::directory_iterator(dir / "unet"))
+      if (e.path().extension() == ".safetensors") fs::remove(e.path());
+    const nlohmann::json index = {{"metadata", nlohmann::json::object()},
+                                  {"weight_map", {{"conv_in.weight", target}}}};
+    std::ofstream(dir / "unet" / "diffusion_pytorch_model.safetensors.index.json") << index.dump();
+    const CliRun r = run_bounded("info -m " + test::shell_quote(dir.string()));
+    expect_refused(r, "not a file inside the folder");
+  }
+}
+
 }  // namespace

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "io/folder_path.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
@@ -187,6 +188,16 @@ TEST(HostileFiles, GgufIntegerWeightsAreRefused) {
              std::string(16, '\0'));
   write_bytes(path, ids.bytes());
   EXPECT_EQ(io::load_weights(path).size(), 1u);
+}
+
+TEST(HostileFiles, NamesInsideModelFilesStayInTheFolder) {
+  EXPECT_EQ(io::file_in_folder("m/unet", "a-00001.safetensors", "idx"),
+            std::filesystem::path("m/unet/a-00001.safetensors"));
+  EXPECT_EQ(io::file_in_folder("m", "sub/a.bin", "idx"), std::filesystem::path("m/sub/a.bin"));
+  for (const char* bad : {"../x.safetensors", "sub/../../x", "/etc/passwd", "", ".."}) {
+    const std::string msg = error_of([&] { io::file_in_folder("m/unet", bad, "INDEX"); });
+    EXPECT_NE(msg.find("INDEX names"), std::string::npos) << bad << ": " << msg;
+  }
 }
 
 }  // namespace
