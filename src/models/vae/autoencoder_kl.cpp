@@ -57,11 +57,7 @@ void VaeConfig::check() const {
   DF_CHECK(!block_out_channels.empty() && block_out_channels.size() <= 8,
            "vae config.json: block_out_channels has ", block_out_channels.size(),
            " entries (1 to 8 levels)");
-  for (int64_t ch : block_out_channels) {
-    in_range("block_out_channels[]", ch, 1, 8192);
-    DF_CHECK(ch % norm_num_groups == 0, "vae config.json: block_out_channels entry ", ch,
-             " is not a multiple of norm_num_groups ", norm_num_groups);
-  }
+  for (int64_t ch : block_out_channels) in_range("block_out_channels[]", ch, 1, 8192);
   DF_CHECK(std::isfinite(scaling_factor) && scaling_factor > 0, "vae config.json: scaling_factor ",
            scaling_factor, " is not a positive number");
 }
