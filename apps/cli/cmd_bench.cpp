@@ -253,7 +253,7 @@ Command bench_cmd(
       sub.add_option("--runs", a->runs, "Timed runs per stage (after one warm-up)")
           ->check(CLI::Range(1, 100))
           ->capture_default_str();
-      sub.add_option("-t,--threads", a->threads, "Threads (default: all cores)");
+      add_threads_option(sub, a->threads, "Threads");
       sub.add_option("--stages", a->stages,
                      "Comma-separated subset of unet,decode,encode,text (default all)")
           ->capture_default_str();

@@ -184,7 +184,7 @@ Command eval_cmd(
       sub.add_option("-H,--height", a->height, "Height of the generated images");
       sub.add_option("--save-images", a->save_images,
                      "Also write the generated images and their captions (metadata.jsonl) here");
-      sub.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+      add_threads_option(sub, a->threads);
       sub.add_flag(
           "--json", a->json,
           "End with one JSON line: {\"r_precision_generated\": x, \"r_precision_real\": y}");

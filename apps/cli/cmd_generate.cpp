@@ -23,6 +23,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The largest -i/--mask side read by default: the server's limit for uploaded images.
+constexpr int kMaxImageSide = 4096;
+
 struct GenerateArgs {
   std::string model, config, output = "output.png";
   std::string refiner;  // --refiner MODEL
@@ -31,6 +34,7 @@ struct GenerateArgs {
   std::vector<std::string> loras;  // --lora FILE[:WEIGHT]
   int64_t width = 0, height = 0;
   int threads = 0;
+  int max_size = kMaxImageSide;
   std::string precision = "auto";
   std::string original_size, crop_top_left, target_size;  // SDXL micro-conditioning: "A,B"
   bool quiet = false;
@@ -64,7 +68,8 @@ models::LoraUse parse_lora_option(const std::string& arg) {
     char* end = nullptr;
     const float v = std::strtof(w.c_str(), &end);
     if (!w.empty() && end == w.c_str() + w.size()) {
-      DF_CHECK(std::isfinite(v), "--lora ", arg, ": the weight is not a number");
+      DF_CHECK(std::isfinite(v) && std::fabs(v) <= 100, "--lora ", arg, ": the weight ", w,
+               " is not a number in [-100, 100]");
       l = {arg.substr(0, colon), v, v};
     }
   }
@@ -72,8 +77,22 @@ models::LoraUse parse_lora_option(const std::string& arg) {
   return l;
 }
 
+// Everything that can be checked before the model is loaded: sizes, inputs, outputs.
+void check_arguments(const GenerateArgs& a) {
+  for (const auto& [opt, v] :
+       {std::pair{"-W/--width", a.width}, std::pair{"-H/--height", a.height}})
+    DF_CHECK(v <= a.max_size, opt, " ", v, " is above --max-size ", a.max_size);
+  if (!a.init_image.empty()) check_input_file(a.init_image, "-i/--init-image");
+  if (!a.mask.empty()) check_input_file(a.mask, "--mask");
+  if (!a.init_latents.empty()) check_input_file(a.init_latents, "--init-latents");
+  const size_t n = size_t(a.req.batch_size) * size_t(a.req.batch_count);
+  for (size_t i = 0; i < n; ++i) check_output_path(numbered(a.output, i, n), "-o/--output");
+  if (!a.save_latents.empty()) check_output_path(a.save_latents, "--save-latents");
+}
+
 int run_generate(GenerateArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
+  check_arguments(a);
   auto& req = a.req;
   for (auto& l : a.loras) req.loras.push_back(parse_lora_option(l));
   if (req.rng == "torch") req.rng = "cpu";
@@ -84,7 +103,7 @@ int run_generate(GenerateArgs& a) {
   req.width = a.width > 0 ? a.width : def;
   req.height = a.height > 0 ? a.height : def;
   if (!a.init_image.empty()) {
-    io::Image img = io::load_image(a.init_image, 3);
+    io::Image img = io::load_image(a.init_image, 3, a.max_size);
     if (a.width <= 0) req.width = img.width;
     if (a.height <= 0) req.height = img.height;
     DF_CHECK(img.width == req.width && img.height == req.height, a.init_image, " is ", img.width,
@@ -93,7 +112,7 @@ int run_generate(GenerateArgs& a) {
   }
   if (!a.mask.empty()) {
     DF_CHECK(!a.init_image.empty(), "--mask needs an init image (-i)");
-    io::Image m = io::load_image(a.mask);
+    io::Image m = io::load_image(a.mask, 0, a.max_size);
     DF_CHECK(m.width == req.width && m.height == req.height, "the mask ", a.mask, " is ", m.width,
              "x", m.height, " but the image is ", req.width, "x", req.height);
     req.mask = pipeline::mask_to_tensor(m);
@@ -171,7 +190,8 @@ Command generate_cmd(
           ->capture_default_str()
           ->check(CLI::Range(1, 1000));
       sub.add_option("--cfg-scale", r.cfg_scale, "Classifier-free guidance scale (1 = none)")
-          ->capture_default_str();
+          ->capture_default_str()
+          ->check(finite_range(-100, 100));
       sub.add_option("--sampler", r.sampler,
                      "pndm, ddim, euler, euler_a, heun, lms, dpm2, dpm2_a, dpmpp_2m, dpmpp_2m_sde, "
                      "dpmpp_2s, unipc, deis, ddpm, lcm, tcd")
@@ -180,10 +200,13 @@ Command generate_cmd(
           ->capture_default_str();
       sub.add_option("-W,--width", a->width,
                      "Width in pixels, a multiple of 8 (default: the model's own: its UNet "
-                     "config's sample_size in pixels, else 512, 768 for SD2-v, 1024 for SDXL)");
-      sub.add_option("-H,--height", a->height, "Height in pixels, a multiple of 8");
+                     "config's sample_size in pixels, else 512, 768 for SD2-v, 1024 for SDXL)")
+          ->check(CLI::Range(int64_t(8), int64_t(65536)));
+      sub.add_option("-H,--height", a->height, "Height in pixels, a multiple of 8")
+          ->check(CLI::Range(int64_t(8), int64_t(65536)));
       sub.add_option("-s,--seed", r.seed, "Seed; -1 picks one at random (printed)")
-          ->capture_default_str();
+          ->capture_default_str()
+          ->check(seed_range());
       sub.add_option("--rng", r.rng,
                      "Noise generator: torch/cpu (torch's CPU generator, as diffusers) or cuda "
                      "(torch's CUDA generator, as AUTOMATIC1111)")
@@ -200,10 +223,18 @@ Command generate_cmd(
           ->check(CLI::Range(1, 48));
       sub.add_option("-i,--init-image", a->init_image, "img2img: the starting image");
       sub.add_option("--strength", r.strength, "img2img: how much to change the image, in (0, 1]")
-          ->capture_default_str();
+          ->capture_default_str()
+          ->check(finite_range(0, 1));
       sub.add_option("--mask", a->mask,
                      "Inpainting: white = repaint, black = keep (same size as -i)");
-      sub.add_option("--eta", r.eta, "DDIM/TCD noise (eta)")->capture_default_str();
+      sub.add_option("--max-size", a->max_size,
+                     "Largest width or height: of the output (-W, -H), and of -i and --mask, "
+                     "checked from the file's header before its pixels are read")
+          ->capture_default_str()
+          ->check(CLI::Range(8, 65536));
+      sub.add_option("--eta", r.eta, "DDIM/TCD noise (eta)")
+          ->capture_default_str()
+          ->check(finite_range(0, 1));
       sub.add_option("--init-latents", a->init_latents,
                      "A .safetensors with one f32 tensor [B, 4, h, w]: the starting noise");
       sub.add_option(
@@ -234,7 +265,7 @@ Command generate_cmd(
           ->capture_default_str();
       sub.add_option("-o,--output", a->output, "Output PNG; several images get -1, -2 ... suffixes")
           ->capture_default_str();
-      sub.add_option("-t,--threads", a->threads, "CPU threads (default: all cores)");
+      add_threads_option(sub, a->threads);
       add_precision_option(sub, a->precision);
       sub.add_flag("--vae-tiling", r.vae_tiling,
                    "Decode images larger than the VAE's tile (its sample_size, 512 px for SD) in "

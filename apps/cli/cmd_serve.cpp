@@ -117,7 +117,7 @@ Command serve_cmd(
       sub.add_option("--max-queue", o.max_queue, "Jobs that may wait at once (more get 503)")
           ->capture_default_str()
           ->check(CLI::Range(1, 100000));
-      sub.add_option("-t,--threads", a->threads, "CPU threads for generation (default: all cores)");
+      add_threads_option(sub, a->threads, "CPU threads for generation");
       sub.add_flag("-q,--quiet", a->quiet, "Do not log requests");
       sub.footer(
           "Endpoints: / (web page), "

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "apps/cli/command.h"
+#include "apps/cli/common.h"
 #include "core/parallel.h"
 #include "io/mmap_file.h"
 #include "io/safetensors.h"
@@ -64,7 +65,7 @@ void add_train_options(CLI::App& sub, TrainArgs& a) {
                "Keep an exponential moving average of the weights; checkpoints hold it");
   sub.add_option("--ema-decay", a.ema_decay, "EMA decay")->capture_default_str();
   sub.add_flag("--bf16", a.bf16, "bf16 autocast of the forward pass (fp32 master weights)");
-  sub.add_option("-t,--threads", a.threads, "CPU threads (default: all cores)");
+  add_threads_option(sub, a.threads);
   sub.add_flag("-q,--quiet", a.quiet, "No progress bar");
 }
 
@@ -134,14 +135,6 @@ int run_task(train::TrainTask& task, int64_t dataset_size, const train::RunOptio
   if (train::world().rank() == 0 && !r.last_checkpoint.empty())
     std::printf("%s\n", r.last_checkpoint.c_str());
   return 0;
-}
-
-nlohmann::json read_json_file(const std::string& path) {
-  try {
-    return nlohmann::json::parse(io::read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    DF_FAIL(path, ": invalid JSON: ", e.what());
-  }
 }
 
 void write_text_atomic(const std::string& path, const std::string& text) {

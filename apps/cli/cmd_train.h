@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "core/json_file.h"
 #include "io/tensor_map.h"
 #include "train/dataset.h"
 #include "train/run.h"
@@ -43,8 +44,6 @@ train::RunOptions run_options(const TrainArgs& a, nlohmann::json settings);
 train::ImageCaptionDataset open_training_data(const TrainArgs& a);
 // Runs the training loop on this process's world; prints the last checkpoint (rank 0).
 int run_task(train::TrainTask& task, int64_t dataset_size, const train::RunOptions& ro);
-// Parses a JSON file (errors name it).
-nlohmann::json read_json_file(const std::string& path);
 // Writes a text file atomically.
 void write_text_atomic(const std::string& path, const std::string& text);
 // Writes `tensors` as a component folder: config.json and `weights_name` (floating-point

@@ -20,6 +20,22 @@ std::unique_ptr<pipeline::ModelBundle> open_model(
 // Adds --precision (auto, fp32 or bf16) to a sub-command, with `value`'s default.
 void add_precision_option(CLI::App& sub, std::string& value);
 
+// Adds -t/--threads (CPU threads; default: all cores), checked to be 1 to max_threads() at
+// parse time, so `-t 100000` is one clear error before anything is loaded.
+void add_threads_option(CLI::App& sub, int& threads, const std::string& help = "CPU threads");
+
+// Refuses, before any work, an output path that cannot take the result: its folder missing or
+// not writable, or the path an existing directory, FIFO, device or socket. A regular file or a
+// symlink (replaced by the atomic rename, never followed) is fine. `what` names the option.
+void check_output_path(const std::string& path, const std::string& what);
+// Refuses an input that is missing or not a regular file (a FIFO would block the read).
+void check_input_file(const std::string& path, const std::string& what);
+
+// CLI11 checks: a finite number in [lo, hi] (refusing nan and inf); a 64-bit seed (-1 for a
+// random one, else 0 to 2^63 - 1), refused rather than clamped when out of range.
+CLI::Validator finite_range(double lo, double hi);
+CLI::Validator seed_range();
+
 // The model used when -m is not given: $DIFFUSE_MODEL, else the emoji model that ships with
 // diffuse (models/emoji of the source tree). Throws a clear Error when it is not there.
 std::string default_model();

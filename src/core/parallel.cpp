@@ -3,11 +3,20 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <thread>
+
+#include "core/error.h"
 
 namespace diffuse {
 
 int num_threads() { return omp_get_max_threads(); }
+int max_threads() {
+  const int hw = int(std::max(1u, std::thread::hardware_concurrency()));
+  return std::min(1024, 4 * std::max(hw, omp_get_num_procs()));
+}
 void set_num_threads(int n) {
+  DF_CHECK(n >= 0 && n <= max_threads(), "thread count ", n, " is out of range: give 1 to ",
+           max_threads(), " (4x the hardware threads, 1024 at most)");
   if (n > 0) omp_set_num_threads(n);
 }
 

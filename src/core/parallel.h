@@ -7,6 +7,11 @@
 namespace diffuse {
 
 int num_threads();
+// The most threads set_num_threads accepts: 4x the hardware threads, at most 1024 (OpenMP's
+// runtime crashes or stalls creating tens of thousands).
+int max_threads();
+// Uses n threads from now on; 0 keeps the current count. Throws a clear Error when n is negative
+// or above max_threads().
 void set_num_threads(int n);
 
 // Calls fn(begin, end) over [0, n) in contiguous chunks of at least `grain` items.

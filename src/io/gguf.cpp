@@ -454,6 +454,14 @@ TensorMap load_gguf(const std::string& path, Metadata* metadata, DType dequantiz
   const auto* data = reinterpret_cast<const uint8_t*>(file->data()) + index.data_start;
   TensorMap out;
   for (const TensorInfo& t : index.infos) {
+    // Integer tensors hold ids (position_ids), never weights: an integer weight is a broken or
+    // hostile file, not something to convert silently.
+    const bool integer = t.type == GgmlType::I8 || t.type == GgmlType::I16 ||
+                         t.type == GgmlType::I32 || t.type == GgmlType::I64;
+    const std::string_view ids = "position_ids";
+    DF_CHECK(!integer || std::string_view(t.name).ends_with(ids), path, ": tensor '", t.name,
+             "' has the integer type ", ggml_type_name(uint32_t(t.type)),
+             ", where diffuse expects floating-point weights");
     DF_CHECK(t.offset <= data_size && t.nbytes <= data_size - t.offset, path, ": tensor '", t.name,
              "' data [", t.offset, ", +", t.nbytes, ") lies outside the file's ", data_size,
              " data bytes (truncated file?)");

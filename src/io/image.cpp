@@ -62,16 +62,23 @@ bool is_ascii(const std::string& s) {
 
 }  // namespace
 
-Image load_image(const std::string& path, int channels) {
-  DF_CHECK(channels == 0 || channels == 1 || channels == 3 || channels == 4,
-           "load_image: bad channel count ", channels);
-  auto file = MappedFile::open(path);
-  DF_CHECK(file->size() > 0 && file->size() < (size_t(1) << 31), path, ": not an image (",
-           file->size(), " bytes)");
+namespace {
+
+// Decodes n bytes; `what` prefixes the errors ("PATH: " or ""). The size is read from the
+// header and checked against max_side before any pixel is allocated.
+Image decode(const char* bytes, size_t size, int channels, int max_side, const std::string& what) {
+  DF_CHECK(channels == 0 || channels == 1 || channels == 3 || channels == 4, what,
+           "bad channel count ", channels);
+  DF_CHECK(size > 0 && size < (size_t(1) << 31), what, "not an image (", size, " bytes)");
+  const auto* p = reinterpret_cast<const stbi_uc*>(bytes);
+  const int n_bytes = int(size);
   int w = 0, h = 0, n = 0;
-  unsigned char* data = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(file->data()),
-                                              int(file->size()), &w, &h, &n, channels);
-  DF_CHECK(data, path, ": cannot read the image: ", stbi_failure_reason());
+  DF_CHECK(stbi_info_from_memory(p, n_bytes, &w, &h, &n), what,
+           "cannot read the image: ", stbi_failure_reason());
+  DF_CHECK(max_side <= 0 || (w <= max_side && h <= max_side), what, "the image is ", w, "x", h,
+           ", larger than ", max_side, "x", max_side);
+  unsigned char* data = stbi_load_from_memory(p, n_bytes, &w, &h, &n, channels);
+  DF_CHECK(data, what, "cannot read the image: ", stbi_failure_reason());
   Image img;
   img.width = w;
   img.height = h;
@@ -81,27 +88,15 @@ Image load_image(const std::string& path, int channels) {
   return img;
 }
 
+}  // namespace
+
+Image load_image(const std::string& path, int channels, int max_side) {
+  auto file = MappedFile::open(path);  // refuses FIFOs and devices without blocking
+  return decode(file->data(), file->size(), channels, max_side, path + ": ");
+}
+
 Image decode_image(const std::string& bytes, int channels, int max_side) {
-  DF_CHECK(channels == 0 || channels == 1 || channels == 3 || channels == 4,
-           "decode_image: bad channel count ", channels);
-  DF_CHECK(!bytes.empty() && bytes.size() < (size_t(1) << 31), "not an image (", bytes.size(),
-           " bytes)");
-  const auto* p = reinterpret_cast<const stbi_uc*>(bytes.data());
-  const int n_bytes = int(bytes.size());
-  int w = 0, h = 0, n = 0;
-  DF_CHECK(stbi_info_from_memory(p, n_bytes, &w, &h, &n), "cannot read the image: ",
-           stbi_failure_reason());
-  DF_CHECK(max_side <= 0 || (w <= max_side && h <= max_side), "the image is ", w, "x", h,
-           ", larger than ", max_side, "x", max_side);
-  unsigned char* data = stbi_load_from_memory(p, n_bytes, &w, &h, &n, channels);
-  DF_CHECK(data, "cannot read the image: ", stbi_failure_reason());
-  Image img;
-  img.width = w;
-  img.height = h;
-  img.channels = channels ? channels : n;
-  img.pixels.assign(data, data + size_t(w) * size_t(h) * size_t(img.channels));
-  stbi_image_free(data);
-  return img;
+  return decode(bytes.data(), bytes.size(), channels, max_side, "");
 }
 
 std::string encode_png(const Image& img, const std::map<std::string, std::string>& text) {

@@ -13,8 +13,10 @@ struct Image {
 };
 
 // Reads PNG, JPEG, BMP, TGA...; `channels` 0 keeps the file's, else converts (1, 3 or 4).
-// Errors name the file and what is wrong with it.
-Image load_image(const std::string& path, int channels = 0);
+// Errors name the file and what is wrong with it. max_side > 0 refuses, from the header and
+// before any pixel is allocated, an image wider or taller than that. A path that is not a
+// regular file (a FIFO, a device) is refused without blocking.
+Image load_image(const std::string& path, int channels = 0, int max_side = 0);
 
 // Decodes image bytes held in memory (PNG, JPEG, BMP...; e.g. a base64 upload), as load_image.
 // max_side > 0 refuses, before decoding, an image wider or taller than that.

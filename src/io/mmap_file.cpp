@@ -12,11 +12,12 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace diffuse::io {
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO: no waiting
   DF_CHECK(fd >= 0, path, ": cannot open: ", std::strerror(errno));
   struct stat st{};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -51,16 +52,14 @@ void MappedFile::release(const void* p, size_t n) const {
 }
 
 std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  DF_CHECK(in.good(), path, ": cannot open: ", std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return read_file_limited(path, kJsonMaxBytes);
 }
 
 AtomicWriter::AtomicWriter(const std::string& path) : path_(path) {
   tmp_ = path + ".tmp-" + std::to_string(getpid());
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A new file of our own: never through a link or special file left at the temporary name.
+  ::unlink(tmp_.c_str());
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   DF_CHECK(fd_ >= 0, path, ": cannot write: ", std::strerror(errno));
 }
 

@@ -28,7 +28,8 @@ class MappedFile {
   std::string path_;
 };
 
-// Reads a whole (small) file into a string; throws with the path on failure.
+// Reads a whole (small: at most kJsonMaxBytes) regular file into a string; throws with the path
+// on failure (core/json_file.h's read_file_limited).
 std::string read_text_file(const std::string& path);
 
 // Writes through a temporary file in the same folder, renamed into place when complete,

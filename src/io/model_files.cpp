@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include "core/json_file.h"
+#include "io/folder_path.h"
 #include "io/mmap_file.h"
 #include "io/name_map_ldm.h"
 #include "io/weights.h"
@@ -14,14 +16,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-json read_json(const fs::path& file) {
-  const std::string text = read_text_file(file.string());
-  try {
-    return json::parse(text);
-  } catch (const std::exception& e) {
-    DF_FAIL(file.string(), ": invalid JSON: ", e.what());
-  }
-}
+json read_json(const fs::path& file) { return diffuse::read_json_file(file.string()); }
 
 json read_json_if_present(const fs::path& file) {
   return fs::is_regular_file(file) ? read_json(file) : json();
@@ -46,7 +41,7 @@ TensorMap load_sharded(const fs::path& index_file) {
   }
   TensorMap out;
   for (const auto& [file, names] : by_file) {
-    const fs::path shard = index_file.parent_path() / file;
+    const fs::path shard = file_in_folder(index_file.parent_path(), file, index_file.string());
     TensorMap part = load_weights(shard.string());
     for (const std::string& name : names) {
       auto it = part.find(name);

@@ -1,14 +1,20 @@
 #include "io/safetensors.h"
 
 #include <cstring>
+#include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 
+#include "core/json_file.h"
 #include "io/mmap_file.h"
 
 namespace diffuse::io {
 namespace {
 
 using json = nlohmann::json;
+
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+constexpr uint64_t kSmallHeaderBytes = uint64_t(1) << 20;
 
 bool parse_dtype(const std::string& s, DType* out) {
   static const std::pair<const char*, DType> kTable[] = {
@@ -45,17 +51,21 @@ TensorMap load_safetensors(const std::string& path, Metadata* metadata) {
   std::memcpy(&header_len, file->data(), 8);
   DF_CHECK(header_len <= size - 8, path, ": corrupt safetensors header: header length ",
            header_len, " exceeds the file size ", size);
-  json header;
-  try {
-    header = json::parse(file->data() + 8, file->data() + 8 + header_len);
-  } catch (const std::exception& e) {
-    DF_FAIL(path, ": corrupt safetensors header: ", e.what());
-  }
+  // The format's own reader refuses headers over 100 MB; a header larger than the data it
+  // describes (beyond a small one) is junk: both are refused before the JSON is parsed.
+  DF_CHECK(header_len <= kMaxHeaderBytes, path, ": corrupt safetensors header: ", header_len,
+           " bytes, more than the format's limit of ", kMaxHeaderBytes);
+  DF_CHECK(header_len <= kSmallHeaderBytes || header_len <= size - 8 - header_len, path,
+           ": corrupt safetensors header: ", header_len, " bytes for ", size - 8 - header_len,
+           " bytes of data (a header larger than its data)");
+  const json header = parse_json(std::string_view(file->data() + 8, header_len),
+                                 path + ": corrupt safetensors header");
   DF_CHECK(header.is_object(), path, ": corrupt safetensors header: not a JSON object");
   const size_t data_start = 8 + header_len;
   const size_t data_size = size - data_start;
   std::shared_ptr<void> keep = file;
   TensorMap out;
+  std::map<uint64_t, uint64_t> ends;  // the non-empty tensors' data: start -> end
   for (auto& [name, info] : header.items()) {
     if (name == "__metadata__") {
       if (metadata && info.is_object())
@@ -96,6 +106,16 @@ TensorMap load_safetensors(const std::string& path, Metadata* metadata) {
     DF_CHECK(e - b == uint64_t(numel) * dtype_size(dt), path, ": tensor '", name, "' holds ", e - b,
              " bytes but its shape ", shape_str(shape), " and dtype need ",
              uint64_t(numel) * dtype_size(dt));
+    if (e > b) {
+      // The format forbids overlapping or shared data (an aliased tensor would change with
+      // another's in-place update, and is a common way to craft garbage weights).
+      auto next = ends.lower_bound(b);
+      DF_CHECK(next == ends.end() || next->first >= e, path, ": tensor '", name, "' data [", b,
+               ", ", e, ") overlaps another tensor's (the format forbids it)");
+      DF_CHECK(next == ends.begin() || std::prev(next)->second <= b, path, ": tensor '", name,
+               "' data [", b, ", ", e, ") overlaps another tensor's (the format forbids it)");
+      ends[b] = e;
+    }
     void* ptr = const_cast<char*>(file->data() + data_start + b);
     out[name] = Tensor::from_blob(ptr, shape, dt, keep);
   }

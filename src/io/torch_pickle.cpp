@@ -43,8 +43,17 @@ namespace {
 // products of two of them cannot overflow int64.
 constexpr int64_t kMaxDim = int64_t(1) << 48;
 constexpr int64_t kMaxNumel = int64_t(1) << 50;
-// An expanded view (stride 0) may hold more elements than its storage, up to this many.
+// Expanded views (stride 0) may hold more elements than their storages, up to this many in all
+// (each is materialised as a copy).
 constexpr int64_t kMaxExpandedNumel = int64_t(1) << 24;
+// The work a pickle may cause, so that a small file cannot make a large heap or a long run:
+// items kept in containers, and items copied (call arguments, set/dict construction), each a
+// base plus a multiple of the pickle's size. torch.save's pickles stay far below (about one
+// item per 10 bytes, copied once).
+constexpr uint64_t kItemsBase = uint64_t(1) << 20, kItemsPerByte = 4;
+constexpr uint64_t kCopiesBase = uint64_t(1) << 24, kCopiesPerByte = 64;
+// A GLOBAL's module or name longer than this is not a Python identifier path.
+constexpr size_t kMaxGlobalName = 512;
 
 // Value kinds. Global: a class or function named by GLOBAL, never imported. Object: an inert
 // instance of an unknown class (its arguments and state are dropped). Storage: a persistent id
@@ -129,7 +138,11 @@ bool code_running_name(std::string_view name) {
 
 class Unpickler {
  public:
-  Unpickler(std::string_view bytes, const std::string& path) : b_(bytes), path_(path) {}
+  Unpickler(std::string_view bytes, const std::string& path)
+      : b_(bytes),
+        path_(path),
+        items_left_(kItemsBase + kItemsPerByte * bytes.size()),
+        copies_left_(kCopiesBase + kCopiesPerByte * bytes.size()) {}
 
   std::vector<std::pair<std::string, TorchTensorRecord>> run() {
     Value root = execute();
@@ -178,9 +191,20 @@ class Unpickler {
     return neg ? -v : v;
   }
 
+  // ---- the work budget ----
+  void keep_items(uint64_t n) {
+    if (n > items_left_) corrupt("the pickle builds containers of too many items (refused)");
+    items_left_ -= n;
+  }
+  void copy_items(uint64_t n) {
+    if (n > copies_left_) corrupt("the pickle copies too many items (refused)");
+    copies_left_ -= n;
+  }
+
   // ---- values and the stack ----
   Value make(Kind k, Node n = {}) {
     if (nodes_.size() >= UINT32_MAX) corrupt("too many objects");
+    keep_items(n.items.size());
     nodes_.push_back(std::move(n));
     Value v;
     v.kind = k;
@@ -223,6 +247,8 @@ class Unpickler {
 
   // ---- globals and calls ----
   Value global(std::string_view module, std::string_view name) {
+    if (module.size() > kMaxGlobalName || name.size() > kMaxGlobalName)
+      corrupt("a global's name is too long");
     std::string full = std::string(module) + "." + std::string(name);
     Node n;
     n.text = full;
@@ -313,8 +339,9 @@ class Unpickler {
       if (last >= r.storage_numel)
         corrupt("tensor view [offset " + std::to_string(r.offset) + ", size " + shape_str(r.shape) +
                 "] reaches past its storage of " + std::to_string(r.storage_numel) + " elements");
-      if (numel > r.storage_numel && numel > kMaxExpandedNumel)
-        corrupt("expanded tensor view of " + std::to_string(numel) + " elements is too large");
+      if (numel > r.storage_numel && (expanded_ += numel) > kMaxExpandedNumel)
+        corrupt("expanded tensor views of " + std::to_string(expanded_) +
+                " elements in all (more than their storages hold) are too large");
     }
     records_.push_back(std::move(r));
     Node n;
@@ -327,6 +354,7 @@ class Unpickler {
     if (fn.kind == Kind::Object) return inert_object(fn);
     if (fn.kind != Kind::Global) corrupt("call of a non-callable value");
     if (args.kind != Kind::Tuple) corrupt("call arguments are not a tuple");
+    copy_items(node(args).items.size());
     const std::vector<Value> a = node(args).items;
     switch (node(fn).fn) {
       case Fn::RebuildTensor:
@@ -341,13 +369,16 @@ class Unpickler {
         return call(a[0], a[2], depth + 1);
       case Fn::OrderedDict: {
         Value d = make(Kind::Dict);
-        if (!a.empty() && a[0].kind == Kind::List)
+        if (!a.empty() && a[0].kind == Kind::List) {
+          copy_items(node(a[0]).items.size());
           for (const Value& kv : std::vector<Value>(node(a[0]).items))
             if (kv.kind == Kind::Tuple && node(kv).items.size() == 2) {
+              keep_items(2);
               Value k = node(kv).items[0], v = node(kv).items[1];
               node(d).items.push_back(k);
               node(d).items.push_back(v);
             }
+        }
         return d;
       }
       case Fn::TorchSize:
@@ -355,8 +386,10 @@ class Unpickler {
         return make(Kind::Tuple);
       case Fn::SetCtor: {
         Value s = make(Kind::Set);
-        if (!a.empty() && (a[0].kind == Kind::List || a[0].kind == Kind::Tuple))
+        if (!a.empty() && (a[0].kind == Kind::List || a[0].kind == Kind::Tuple)) {
+          keep_items(node(a[0]).items.size());
           node(s).items = std::vector<Value>(node(a[0]).items);
+        }
         return s;
       }
       case Fn::StorageClass:
@@ -368,6 +401,7 @@ class Unpickler {
 
   Value persistent_load(const Value& pid) {
     if (pid.kind != Kind::Tuple) corrupt("persistent id is not a tuple");
+    if (node(pid).items.size() != 5) corrupt("persistent id is not a 5-tuple");
     const std::vector<Value> a = node(pid).items;
     if (a.size() != 5 || a[0].kind != Kind::Str || node(a[0]).text != "storage")
       corrupt("persistent id is not ('storage', type, key, location, numel)");
@@ -395,6 +429,7 @@ class Unpickler {
     if (target.kind == Kind::Object) return;  // inert: a list/dict subclass we do not know
     if (target.kind != want) corrupt("items added to a value of the wrong type");
     if (want == Kind::Dict && items.size() % 2 != 0) corrupt("odd number of dict items");
+    keep_items(items.size());
     auto& dst = node(target).items;
     dst.insert(dst.end(), items.begin(), items.end());
   }
@@ -766,6 +801,8 @@ class Unpickler {
   std::vector<Value> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Value> memo_;
+  uint64_t items_left_, copies_left_;
+  int64_t expanded_ = 0;  // elements of expanded views beyond their storages, in all
 };
 
 }  // namespace

@@ -35,7 +35,10 @@ struct TorchTensorRecord {
 // entry when it is a dict, otherwise of the top-level dict, in file order (a repeated name
 // keeps its last value). Non-tensor entries are skipped. Throws diffuse::Error naming `path`:
 // "refusing to load PATH: its pickle calls os.system ..." for code-running globals, "corrupt
-// pickle" with the byte offset for malformed input. Memory use is linear in bytes.size().
+// pickle" with the byte offset for malformed input. Memory use and work are linear in
+// bytes.size(): a pickle that builds or copies more items than a budget proportional to its
+// size (a set rebuilt from a long list over and over), or whose tensors expand one stored value
+// into more than 2^24 elements in all, is refused as corrupt.
 std::vector<std::pair<std::string, TorchTensorRecord>> parse_torch_pickle(std::string_view bytes,
                                                                           const std::string& path);
 

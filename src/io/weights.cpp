@@ -19,7 +19,7 @@ namespace {
 
 // The first bytes of a file (fewer when it is shorter), and its size.
 std::string read_head(const std::string& path, size_t n, uint64_t* size) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO: no waiting
   DF_CHECK(fd >= 0, path, ": cannot open: ", std::strerror(errno));
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -75,6 +75,7 @@ class ZipReader {
       DF_FAIL(path, ": not a readable zip archive (", msg, "); truncated or corrupt checkpoint?");
     }
     zip_.reset(z);
+    check_total_size();
   }
 
   int64_t find(const std::string& name) const {
@@ -100,6 +101,27 @@ class ZipReader {
     }
     DF_CHECK(found, path_, ": a zip archive without data.pkl: not a PyTorch checkpoint");
     return best;
+  }
+
+  // The most bytes the archive's entries may hold in all, decompressed: torch.save stores them
+  // uncompressed, so the entries' total is about the file's size.
+  uint64_t total_cap() const { return file_size_ * 16 + (uint64_t(1) << 20); }
+
+  // Refuses an archive whose entries claim more than total_cap() bytes in all (a zip bomb of
+  // many entries, each below the per-entry cap), before anything is decompressed.
+  void check_total_size() const {
+    const zip_int64_t n = zip_get_num_entries(zip_.get(), 0);
+    uint64_t total = 0;
+    for (zip_int64_t i = 0; i < n; ++i) {
+      zip_stat_t st;
+      zip_stat_init(&st);
+      if (zip_stat_index(zip_.get(), zip_uint64_t(i), 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE))
+        continue;  // entry_size() reports it if it is read
+      total += std::min<uint64_t>(st.size, total_cap() + 1);
+      DF_CHECK(total <= total_cap(), path_, ": corrupt checkpoint: its ", n,
+               " zip entries claim more than ", total_cap(), " bytes in all, decompressed, in a ",
+               "file of ", file_size_, " (a zip bomb?)");
+    }
   }
 
   // Size of an entry, capped against the archive's own size (a stored entry cannot be larger
@@ -231,12 +253,14 @@ TensorMap load_torch_checkpoint(const std::string& path) {
   auto records = parse_torch_pickle(pickle, path);
   pickle = std::string();
 
-  struct Loaded {
-    Tensor bytes;  // u8 [entry size]
+  struct Storage {
+    int64_t index;  // zip entry
+    uint64_t size;  // bytes
     TorchStorageType type;
+    Tensor bytes;  // u8 [size], once read
   };
-  std::map<std::string, Loaded> storages;
-  TensorMap out;
+  // Every record is checked against its entry's size before any storage is read.
+  std::map<std::string, Storage> storages;
   for (auto& [name, r] : records) {
     auto it = storages.find(r.storage_key);
     if (it == storages.end()) {
@@ -244,20 +268,26 @@ TensorMap load_torch_checkpoint(const std::string& path) {
       int64_t idx = zip.find(entry);
       DF_CHECK(idx >= 0, path, ": corrupt checkpoint: tensor '", name, "' needs storage ",
                r.storage_key, ", but the archive has no entry ", entry);
-      uint64_t n = zip.entry_size(idx, entry);
-      Tensor bytes = Tensor::empty({int64_t(n)}, DType::U8);
-      zip.read(idx, entry, bytes.raw_data(), n);
-      it = storages.emplace(r.storage_key, Loaded{bytes, r.storage_type}).first;
+      it = storages
+               .emplace(r.storage_key, Storage{idx, zip.entry_size(idx, entry), r.storage_type, {}})
+               .first;
     }
-    const Loaded& s = it->second;
+    const Storage& s = it->second;
     DF_CHECK(s.type == r.storage_type, path, ": corrupt checkpoint: storage ", r.storage_key,
              " is used as both ", torch_storage_type_name(s.type), " and ",
              torch_storage_type_name(r.storage_type));
     const uint64_t need = uint64_t(r.storage_numel) * torch_storage_element_size(r.storage_type);
-    DF_CHECK(need <= s.bytes.nbytes(), path, ": corrupt checkpoint: tensor '", name,
-             "': its storage ", r.storage_key, " holds ", s.bytes.nbytes(),
-             " bytes, but the pickle claims ", r.storage_numel, " elements of ",
-             torch_storage_element_size(r.storage_type), " bytes");
+    DF_CHECK(need <= s.size, path, ": corrupt checkpoint: tensor '", name, "': its storage ",
+             r.storage_key, " holds ", s.size, " bytes, but the pickle claims ", r.storage_numel,
+             " elements of ", torch_storage_element_size(r.storage_type), " bytes");
+  }
+  TensorMap out;
+  for (auto& [name, r] : records) {
+    Storage& s = storages.at(r.storage_key);
+    if (!s.bytes.defined()) {
+      s.bytes = Tensor::empty({int64_t(s.size)}, DType::U8);
+      zip.read(s.index, prefix + "data/" + r.storage_key, s.bytes.raw_data(), s.size);
+    }
     out[name] = tensor_from_storage(s.bytes, r);
   }
   return out;

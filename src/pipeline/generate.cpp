@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "core/finite.h"
 #include "ops/ops.h"
 #include "pipeline/batch_generator.h"
 #include "pipeline/image_tensor.h"
@@ -342,6 +343,9 @@ GenerateResult generate(ModelBundle& model, const GenerateRequest& req, const Pr
       lat = sample_latents(*refiner, ref_req, ref_cond.cond, ref_cond.uncond, Tensor(), first_seed,
                            on_step);
     }
+    DF_CHECK(all_finite(lat), "sampling produced non-finite latents (NaN or Inf) with ",
+             req.sampler, ": the model's weights, a LoRA weight or a setting (eta, cfg scale) "
+             "overflowed; nothing was decoded");
     all_latents.push_back(lat);
     const auto scope = decoder.compute_scope();
     for (int64_t i = 0; i < lat.size(0); ++i) {

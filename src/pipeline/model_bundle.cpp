@@ -3,8 +3,10 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "core/json_file.h"
 #include "io/mmap_file.h"
 #include "ops/ops.h"
+#include "sampling/schedule.h"
 
 namespace diffuse::pipeline {
 
@@ -12,13 +14,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-nlohmann::json read_json(const std::string& path) {
-  try {
-    return nlohmann::json::parse(io::read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    DF_FAIL(path, ": invalid JSON: ", e.what());
-  }
-}
+nlohmann::json read_json(const std::string& path) { return read_json_file(path); }
 
 // The UNet's first convolution tells how many channels it takes (4, or 9 when inpainting).
 int64_t unet_in_channels(const io::ModelFiles& f) {
@@ -156,6 +152,7 @@ std::unique_ptr<ModelBundle> ModelBundle::from_files(io::ModelFiles files,
     }
   }
   b->vae_config = vae_json.is_null() ? models::VaeConfig::infer(f.vae) : models::VaeConfig::from_json(vae_json);
+  if (sched.is_object()) sampling::parse_scheduler_config(sched.dump());  // checks its values
   b->scheduler_config = sched;
   b->prediction_type = std::string(b->family_->prediction_type);
   if (sched.is_object() && sched.contains("prediction_type") && sched["prediction_type"].is_string())

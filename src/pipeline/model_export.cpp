@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "core/json_file.h"
 #include "io/mmap_file.h"
 
 namespace diffuse::pipeline {
@@ -12,12 +13,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 json read_json_if_present(const fs::path& file) {
-  if (!fs::is_regular_file(file)) return json();
-  try {
-    return json::parse(io::read_text_file(file.string()));
-  } catch (const json::exception& e) {
-    DF_FAIL(file.string(), ": invalid JSON: ", e.what());
-  }
+  return fs::is_regular_file(file) ? read_json_file(file.string()) : json();
 }
 
 // config_dir's config of a component with the bundle's resolved fields written over it.

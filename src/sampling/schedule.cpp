@@ -7,6 +7,7 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace diffuse::sampling {
 
@@ -71,12 +72,7 @@ SchedulerConfig SchedulerConfig::stable_diffusion() {
 }
 
 SchedulerConfig parse_scheduler_config(const std::string& json_text) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(json_text);
-  } catch (const std::exception& e) {
-    DF_FAIL("scheduler config: invalid JSON: ", e.what());
-  }
+  const nlohmann::json j = parse_json(json_text, "scheduler config");
   DF_CHECK(j.is_object(), "scheduler config: expected a JSON object");
   SchedulerConfig c;
   auto has = [&](const char* k) { return j.contains(k) && !j[k].is_null(); };
@@ -127,7 +123,42 @@ SchedulerConfig parse_scheduler_config(const std::string& json_text) {
     c.unsupported.push_back("interpolation_type");
   if (has("lambda_min_clipped") && j["lambda_min_clipped"].is_number())
     c.unsupported.push_back("lambda_min_clipped");
+  check_scheduler_config(c);
   return c;
+}
+
+void check_scheduler_config(const SchedulerConfig& c) {
+  // Every table (betas, alphas, sigmas) has num_train_timesteps entries: published schedulers
+  // use 1000; 1e9 would allocate gigabytes before anything else is checked.
+  const int64_t n = c.num_train_timesteps.value_or(1000);
+  auto check_int = [](const char* k, const std::optional<int64_t>& v, int64_t lo, int64_t hi) {
+    DF_CHECK(!v || (*v >= lo && *v <= hi), "scheduler config: ", k, " = ", *v, " is out of range [",
+             lo, ", ", hi, "]");
+  };
+  auto check_finite = [](const char* k, const std::optional<double>& v) {
+    DF_CHECK(!v || std::isfinite(*v), "scheduler config: ", k, " is not a finite number");
+  };
+  check_int("num_train_timesteps", c.num_train_timesteps, 1, kMaxTrainTimesteps);
+  check_int("steps_offset", c.steps_offset, 0, n - 1);
+  check_int("solver_order", c.solver_order, 1, 3);
+  check_int("original_inference_steps", c.original_inference_steps, 1, n);
+  check_finite("beta_start", c.beta_start);
+  check_finite("beta_end", c.beta_end);
+  check_finite("clip_sample_range", c.clip_sample_range);
+  check_finite("sigma_min", c.sigma_min);
+  check_finite("sigma_max", c.sigma_max);
+  check_finite("timestep_scaling", c.timestep_scaling);
+  if (c.trained_betas) {
+    DF_CHECK(int64_t(c.trained_betas->size()) <= kMaxTrainTimesteps,
+             "scheduler config: ", c.trained_betas->size(), " trained_betas, more than ",
+             kMaxTrainTimesteps);
+    for (float b : *c.trained_betas)
+      DF_CHECK(std::isfinite(b) && b >= 0 && b < 1, "scheduler config: trained_betas holds ", b,
+               ", outside [0, 1)");
+  }
+  if (c.disable_corrector)
+    DF_CHECK(int64_t(c.disable_corrector->size()) <= kMaxTrainTimesteps,
+             "scheduler config: disable_corrector has ", c.disable_corrector->size(), " entries");
 }
 
 // ---------------------------------------------------------------- betas

@@ -59,8 +59,15 @@ struct SchedulerConfig {
   static SchedulerConfig stable_diffusion();
 };
 
-// Parses scheduler_config.json text. Unknown keys are ignored, as diffusers does.
+// The most training timesteps a scheduler config may give (published ones: 1000).
+inline constexpr int64_t kMaxTrainTimesteps = 10000;
+
+// Parses scheduler_config.json text. Unknown keys are ignored, as diffusers does. Values that
+// would size tables absurdly or are not finite are refused (check_scheduler_config).
 SchedulerConfig parse_scheduler_config(const std::string& json_text);
+// Throws an Error naming the first field out of range: num_train_timesteps in
+// [1, kMaxTrainTimesteps], steps_offset below it, finite betas and sigmas, ...
+void check_scheduler_config(const SchedulerConfig& c);
 
 // ---- building blocks (diffusers' math) ----
 

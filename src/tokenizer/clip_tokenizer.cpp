@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "tokenizer/unicode.h"
 
 namespace diffuse::tokenizer {
@@ -38,12 +39,7 @@ const char* const kDefaultFiles[] = {
 };
 
 std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  DF_CHECK(f.good(), "CLIP tokenizer: cannot open '", path, "'");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  DF_CHECK(!f.bad(), "CLIP tokenizer: cannot read '", path, "'");
-  return ss.str();
+  return read_file_limited(path, kJsonMaxBytes);
 }
 
 // GPT-2/CLIP byte-level alphabet: printable bytes stand for themselves, the others (controls,
@@ -266,13 +262,7 @@ ClipTokenizer::ClipTokenizer(std::shared_ptr<const Vocab> vocab)
 
 namespace {
 
-nlohmann::json read_json(const std::string& path) {
-  try {
-    return nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    DF_FAIL("CLIP tokenizer: '", path, "' is not valid JSON: ", e.what());
-  }
-}
+nlohmann::json read_json(const std::string& path) { return read_json_file(path); }
 
 void add_json_vocab(ClipTokenizer::Vocab& vocab, const nlohmann::json& j, const std::string& path) {
   DF_CHECK(j.is_object() && !j.empty(), "CLIP tokenizer: '", path,

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "io/mmap_file.h"
 
 namespace diffuse::train {
@@ -39,12 +40,7 @@ std::map<std::string, std::string> read_metadata(const fs::path& path) {
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
     if (trim(line).empty()) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      DF_FAIL(path.string(), " line ", n, ": not valid JSON (", e.what(), ")");
-    }
+    const nlohmann::json j = parse_json(line, str(path.string(), " line ", n));
     DF_CHECK(j.is_object() && j.contains("file_name") && j["file_name"].is_string(), path.string(),
              " line ", n, ": expected an object with a string \"file_name\"");
     const char* key = j.contains("text") ? "text" : "caption";

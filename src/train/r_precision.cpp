@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "io/safetensors.h"
 #include "nn/functional.h"
 #include "train/dataset.h"
@@ -40,13 +41,7 @@ std::unique_ptr<models::ClipModel> load_clip_folder(const std::string& dir,
   DF_CHECK(fs::is_regular_file(config_file), "no CLIP at ", dir,
            ": expected a transformers CLIPModel folder (config.json + model.safetensors)");
   DF_CHECK(fs::is_regular_file(weights_file), "CLIP folder ", dir, " has no model.safetensors");
-  nlohmann::json config;
-  try {
-    std::ifstream in(config_file);
-    config = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    DF_FAIL(config_file.string(), ": ", e.what());
-  }
+  const nlohmann::json config = read_json_file(config_file.string());
   auto clip = std::make_unique<models::ClipModel>(models::ClipModelConfig::from_json(config));
 
   io::TensorMap weights = io::load_safetensors(weights_file.string());

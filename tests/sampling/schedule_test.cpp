@@ -86,6 +86,30 @@ TEST(Schedules, SigmaToTInvertsTheTrainingSigmas) {
   for (int t : {0, 1, 250, 500, 998, 999}) EXPECT_NEAR(sigma_to_t(train[size_t(t)], logs), t, 1e-3);
 }
 
+TEST(Schedules, AbsurdConfigValuesAreRefusedByName) {
+  // Each would size the betas/sigmas tables or index them out of range.
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"num_train_timesteps": 1e9})", "num_train_timesteps"},
+      {R"({"num_train_timesteps": 0})", "num_train_timesteps"},
+      {R"({"num_train_timesteps": 1000, "steps_offset": 1000})", "steps_offset"},
+      {R"({"solver_order": 100})", "solver_order"},
+      {R"({"original_inference_steps": 5000})", "original_inference_steps"},
+      {R"({"trained_betas": [0.1, 2.5]})", "trained_betas"}};
+  for (const auto& [text, field] : cases) {
+    try {
+      parse_scheduler_config(text);
+      ADD_FAILURE() << text << ": accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(parse_scheduler_config(R"({"num_train_timesteps": 10000})").num_train_timesteps,
+            kMaxTrainTimesteps);
+  std::string deep;
+  for (int i = 0; i < 60000; ++i) deep += "{\"a\":";
+  EXPECT_THROW(parse_scheduler_config(deep), Error);  // nesting, not a stack overflow
+}
+
 TEST(Schedules, ConfigParsingAndErrors) {
   auto c =
       parse_scheduler_config(R"({"_class_name": "PNDMScheduler", "beta_schedule": "scaled_linear",

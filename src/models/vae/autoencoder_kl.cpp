@@ -1,6 +1,7 @@
 #include "models/vae/autoencoder_kl.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "models/config_json.h"
 #include "nn/attention.h"
@@ -43,8 +44,29 @@ VaeConfig VaeConfig::from_json(const nlohmann::json& j) {
   } catch (const nlohmann::json::exception& e) {
     DF_FAIL("vae config.json: ", e.what());
   }
-  DF_CHECK(!c.block_out_channels.empty(), "vae config.json: block_out_channels is empty");
+  c.check();
   return c;
+}
+
+void VaeConfig::check() const {
+  // Bounds far above any published VAE (SD: 4 levels of at most 512 channels, 2 layers per
+  // block), so that a hostile config is refused before it sizes any module.
+  auto in_range = [](const char* k, int64_t v, int64_t lo, int64_t hi) {
+    DF_CHECK(v >= lo && v <= hi, "vae config.json: ", k, " = ", v, " is out of range [", lo, ", ",
+             hi, "]");
+  };
+  in_range("in_channels", in_channels, 1, 64);
+  in_range("out_channels", out_channels, 1, 64);
+  in_range("latent_channels", latent_channels, 1, 256);
+  in_range("layers_per_block", layers_per_block, 1, 64);
+  in_range("norm_num_groups", norm_num_groups, 1, 1024);
+  in_range("sample_size", sample_size, 1, 1 << 16);
+  DF_CHECK(!block_out_channels.empty() && block_out_channels.size() <= 8,
+           "vae config.json: block_out_channels has ", block_out_channels.size(),
+           " entries (1 to 8 levels)");
+  for (int64_t ch : block_out_channels) in_range("block_out_channels[]", ch, 1, 8192);
+  DF_CHECK(std::isfinite(scaling_factor) && scaling_factor > 0, "vae config.json: scaling_factor ",
+           scaling_factor, " is not a positive number");
 }
 
 nlohmann::json VaeConfig::to_json() const {

@@ -24,7 +24,11 @@ struct VaeConfig {
   // in fp16); kept for the config's round trip.
   bool force_upcast = true;
 
+  // Reads diffusers' config.json fields, then check()s them.
   static VaeConfig from_json(const nlohmann::json& j);
+  // Throws an Error naming the first field out of its sane range (layers_per_block 1..64,
+  // channels, levels, groups, a positive scaling_factor).
+  void check() const;
   // diffusers' config.json fields (from_json(to_json()) gives this config back).
   nlohmann::json to_json() const;
   static VaeConfig infer(const io::TensorMap& weights);  // everything but scaling_factor
