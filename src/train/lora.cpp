@@ -200,7 +200,11 @@ void LoraNetwork::load_kohya(const std::string& path) {
       continue;
     }
     const LoraAdapter& a = *it->second->adapter;
-    if (m.down.shape() != a.down.shape() || m.up.shape() != a.up.shape())
+    if (m.type != models::LoraType::Lora || m.mid.defined())
+      problems.push_back(str(name, " (a ", models::lora_type_name(m.type),
+                             m.mid.defined() ? " Tucker" : "",
+                             " module: training continues plain LoRA only)"));
+    else if (m.down.shape() != a.down.shape() || m.up.shape() != a.up.shape())
       problems.push_back(name + " (rank or shape differs: down " + shape_str(m.down.shape()) +
                          ", expected " + shape_str(a.down.shape()) + ")");
     else if (std::fabs(m.alpha - o_.alpha) > 1e-3f * o_.alpha)

@@ -31,8 +31,9 @@ models::LoraFile random_lora(pipeline::ModelBundle& m) {
                        layer.module.find(".attn2.") != std::string::npos);
     const bool te = name == "lora_te_text_model_encoder_layers_0_self_attn_q_proj";
     if (!unet && !te) continue;
-    f.modules[name] = {test::seeded_randn({2, layer.shape[1]}, ++seed, 0.5f),
-                       test::seeded_randn({layer.shape[0], 2}, ++seed, 0.5f), 1.f};
+    Tensor down = test::seeded_randn({2, layer.shape[1]}, ++seed, 0.5f);
+    Tensor up = test::seeded_randn({layer.shape[0], 2}, ++seed, 0.5f);
+    f.modules[name] = {down, up, 1.f};
   }
   return f;
 }

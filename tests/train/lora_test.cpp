@@ -321,4 +321,25 @@ TEST(Lora, KohyaFileRoundTrip) {
               std::string::npos)
         << e.what();
   }
+  wrong_layers.remove();
+  // A LyCORIS module of another type for one of the network's layers does not load either.
+  models::LoraFile loha = models::read_lora_file(dir + "/net32.safetensors");
+  models::LoraModule& first = loha.modules.begin()->second;
+  const int64_t out = first.up.size(0), in = first.down.size(1);
+  models::LoraModule h;
+  h.type = models::LoraType::LoHa;
+  h.w1_a = h.w2_a = Tensor::full({out, 2}, 0.1f);
+  h.w1_b = h.w2_b = Tensor::full({2, in}, 0.1f);
+  h.alpha = 2;
+  first = h;
+  models::write_lora_file(dir + "/loha.safetensors", loha);
+  train::LoraNetwork third(*unet, all_layers());
+  try {
+    third.load_kohya(dir + "/loha.safetensors");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(loha.modules.begin()->first + " (a LoHa module"),
+              std::string::npos)
+        << e.what();
+  }
 }

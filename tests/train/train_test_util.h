@@ -52,6 +52,7 @@ inline models::UNetConfig small_unet_config() {
   c.up_has_attention = {false, true};
   c.layers_per_block = 1;
   c.heads = {2, 2};
+  c.transformer_layers_per_block = {1, 1};
   c.cross_attention_dim = 8;
   c.norm_num_groups = 4;
   return c;

@@ -27,9 +27,25 @@ void LoraMerger::merge(const LoraFile& file, const std::string& what, float unet
       unknown.push_back(name);
       continue;
     }
+    Shape delta;
+    try {
+      delta = m.delta_shape(name);
+    } catch (const Error& e) {
+      misfit.push_back(e.what());
+      continue;
+    }
     if (!m.fits(layer->shape)) {
-      misfit.push_back(name + " (" + shape_str(m.up.shape()) + " x " + shape_str(m.down.shape()) +
-                       " for " + shape_str(layer->shape) + ")");
+      misfit.push_back(str(name, " (", lora_type_name(m.type), " ", shape_str(delta), " for ",
+                           shape_str(layer->shape), ")"));
+      continue;
+    }
+    if (m.diff_b.defined() &&
+        (!layer->bias || !layer->bias->defined() || layer->bias->shape() != m.diff_b.shape())) {
+      misfit.push_back(str(name, " (diff_b ", shape_str(m.diff_b.shape()), " for ",
+                           layer->bias && layer->bias->defined()
+                               ? "bias " + shape_str(layer->bias->shape())
+                               : std::string("a layer without bias"),
+                           ")"));
       continue;
     }
     todo.push_back({&name, layer, &m});
@@ -48,13 +64,16 @@ void LoraMerger::merge(const LoraFile& file, const std::string& what, float unet
   for (auto& [name, layer, m] : todo) {
     const float mult = layer->part == LoraPart::Unet ? unet_multiplier : text_encoder_multiplier;
     if (mult == 0) continue;
-    Tensor& w = *layer->weight;
-    DF_CHECK(w.defined(), what, ": the layer ", layer->module, " is not loaded");
-    originals_.emplace(layer->weight, w);  // keeps the first (original) weight
-    const Tensor delta = m->delta(mult, layer->shape, *name);
-    w = ops::add(w.to(DType::F32), delta).to(w.dtype());
+    DF_CHECK(layer->weight->defined(), what, ": the layer ", layer->module, " is not loaded");
+    add_to(layer->weight, m->delta(mult, layer->shape, *name));
+    if (Tensor b = m->bias_delta(mult); b.defined()) add_to(layer->bias, b);
   }
   ops::clear_weight_cache();  // new weights may reuse the addresses of freed ones
+}
+
+void LoraMerger::add_to(Tensor* slot, const Tensor& delta) {
+  originals_.emplace(slot, *slot);  // keeps the first (original) tensor
+  *slot = ops::add(slot->to(DType::F32), delta).to(slot->dtype());
 }
 
 void LoraMerger::restore() {

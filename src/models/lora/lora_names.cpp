@@ -26,15 +26,21 @@ std::map<std::string, std::string> unet_ldm_module_paths(const UNet2DConditionMo
 }
 
 LoraNames::LoraNames(const UNet2DConditionModel* unet, const ClipTextModel* text_encoder) {
-  // Linear and Conv2d weights: 2-D or 4-D "weight"s, except embedding tables.
+  // Linear and Conv2d weights: 2-D or 4-D "weight"s, except embedding tables; with their biases.
   auto layers = [](const nn::Module& m, LoraPart part) {
     std::vector<LoraLayer> out;
-    const std::string w = ".weight";
-    for (auto& p : m.named_parameters()) {
+    std::map<std::string, Tensor*> biases;
+    const std::string w = ".weight", b = ".bias";
+    const auto params = m.named_parameters();
+    for (auto& p : params)
+      if (p.name.ends_with(b)) biases[p.name.substr(0, p.name.size() - b.size())] = p.tensor;
+    for (auto& p : params) {
       if (!p.name.ends_with(w)) continue;
       const std::string module = p.name.substr(0, p.name.size() - w.size());
+      auto bias = biases.find(module);
       if ((p.shape.size() == 2 || p.shape.size() == 4) && !module.ends_with("embedding"))
-        out.push_back({part, module, p.tensor, p.shape});
+        out.push_back(
+            {part, module, p.tensor, p.shape, bias == biases.end() ? nullptr : bias->second});
     }
     return out;
   };

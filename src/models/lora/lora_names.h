@@ -23,6 +23,7 @@ struct LoraLayer {
   std::string module;        // canonical module path ("mid_block.attentions.0.proj_in")
   Tensor* weight = nullptr;  // the layer's weight slot
   Shape shape;               // the weight's shape
+  Tensor* bias = nullptr;    // the layer's bias slot; null when it has none
 };
 
 class LoraNames {
