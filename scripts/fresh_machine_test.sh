@@ -52,6 +52,15 @@ deb $mirror bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
 EOF
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# A network that intercepts TLS needs its local certificate authorities; they are the network's
+# set-up, not the project's, so the host's are carried in (ca-certificates adds them at install).
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  if [ -x "$root/usr/sbin/update-ca-certificates" ]; then
+    chroot "$root" /usr/sbin/update-ca-certificates >/dev/null 2>&1 || true
+  fi
+fi
 t1=$(seconds)
 
 # A clean clone: what CI and a new user get (committed files only, no build, no third_party).
@@ -70,11 +79,13 @@ bind /dev/pts "$root/dev/pts"
 # The README's first command, read from the README itself.
 first=$(sed -n '/^```sh/,/^```/p' README.md | grep -m1 '^scripts/setup.sh')
 echo "fresh_machine_test: running the README's first command: $first"
-chroot "$root" /bin/bash -c "cd /src/diffuse && $first"
+chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+  NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt /bin/bash -c "cd /src/diffuse && $first"
 test -s "$root/src/diffuse/emoji.png"
 t2=$(seconds)
 echo "fresh_machine_test: running scripts/test.sh -L unit"
-chroot "$root" /bin/bash -c "cd /src/diffuse && scripts/test.sh -L unit"
+chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+  NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt /bin/bash -c "cd /src/diffuse && scripts/test.sh -L unit"
 t3=$(seconds)
 
 echo "fresh_machine_test: passed"
