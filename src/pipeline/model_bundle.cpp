@@ -300,7 +300,8 @@ void ModelBundle::set_loras(const std::vector<models::LoraUse>& loras) {
   loras_.clear();
   if (loras.empty()) return;
   auto merger = std::make_unique<models::LoraMerger>(
-      &unet(), family_->text_encoder ? &text_encoder() : nullptr);
+      &unet(), family_->text_encoder ? &text_encoder() : nullptr,
+      family_->text_encoder_2 ? &text_encoder_2() : nullptr);
   for (auto& l : loras)
     merger->merge(models::read_lora_file(l.path), l.path, l.unet_weight, l.text_encoder_weight);
   lora_merger_ = std::move(merger);

@@ -32,14 +32,6 @@ std::vector<std::string> lycoris_folders() {
   return out;
 }
 
-// Why a folder's data cannot run here yet ("" when it can).
-std::string unsupported(const std::string& folder) {
-  if (folder == "lycoris/sdxl")
-    return "lycoris/sdxl needs the LoRA merger to know SDXL's second text encoder (lora_te2_), "
-           "not there yet";
-  return "";
-}
-
 // The base model's f32 form that is a diffusers folder (else its first f32 form).
 std::unique_ptr<pipeline::ModelBundle> open_base(const std::string& model) {
   const auto forms = test::model_forms(model);
@@ -62,9 +54,10 @@ models::LoraType type_of(const std::string& reference_type) {
 Tensor* model_tensor(pipeline::ModelBundle& m, const std::string& name) {
   const size_t dot = name.find('.');
   const std::string part = name.substr(0, dot), rest = name.substr(dot + 1);
-  const nn::Module* module = part == "unet"           ? static_cast<const nn::Module*>(&m.unet())
-                             : part == "text_encoder" ? &m.text_encoder()
-                                                      : nullptr;
+  const nn::Module* module = part == "unet"             ? static_cast<const nn::Module*>(&m.unet())
+                             : part == "text_encoder"   ? &m.text_encoder()
+                             : part == "text_encoder_2" ? &m.text_encoder_2()
+                                                        : nullptr;
   if (!module) return nullptr;
   for (auto& p : module->named_parameters())
     if (p.name == rest) return p.tensor;
@@ -77,7 +70,6 @@ class LycorisGolden : public testing::TestWithParam<std::string> {};
 
 TEST_P(LycorisGolden, MergedWeightsMatchA1111) {
   const std::string folder = GetParam();
-  if (const std::string why = unsupported(folder); !why.empty()) GTEST_SKIP() << why;
   const std::string dir = test::reference_path(folder);
   const json rj = json::parse(io::read_text_file(dir + "/reference.json"));
   auto ref = io::load_safetensors(dir + "/reference.safetensors");
@@ -95,7 +87,9 @@ TEST_P(LycorisGolden, MergedWeightsMatchA1111) {
   }
   ASSERT_FALSE(original.empty());
 
-  models::LoraMerger merger(&model->unet(), &model->text_encoder());
+  models::LoraMerger merger(&model->unet(),
+                            model->family().text_encoder ? &model->text_encoder() : nullptr,
+                            model->family().text_encoder_2 ? &model->text_encoder_2() : nullptr);
   std::map<std::string, models::LoraFile> files;
   for (auto& [file, keys] : rj.at("files").items()) {
     files[file] = models::read_lora_file(dir + "/" + file);
@@ -168,7 +162,6 @@ TEST_P(LycorisGolden, EveryModuleOnTheBaseWeightsMatchesA1111) {
 
 TEST_P(LycorisGolden, Txt2ImgWithAllFilesMergedMatches) {
   const std::string folder = GetParam();
-  if (const std::string why = unsupported(folder); !why.empty()) GTEST_SKIP() << why;
   const std::string dir = test::reference_path(folder);
   const json rj = json::parse(io::read_text_file(dir + "/reference.json"));
   const json& run = rj.at("run");

@@ -5,8 +5,9 @@
 
 namespace diffuse::models {
 
-LoraMerger::LoraMerger(const UNet2DConditionModel* unet, const ClipTextModel* text_encoder)
-    : names_(unet, text_encoder) {}
+LoraMerger::LoraMerger(const UNet2DConditionModel* unet, const ClipTextModel* text_encoder,
+                       const ClipTextModel* text_encoder_2)
+    : names_(unet, text_encoder, text_encoder_2) {}
 
 LoraMerger::~LoraMerger() {
   restore();

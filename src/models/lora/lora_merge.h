@@ -22,7 +22,8 @@ struct LoraUse {
 class LoraMerger {
  public:
   // Either model may be null: a file naming its layers is then an error.
-  LoraMerger(const UNet2DConditionModel* unet, const ClipTextModel* text_encoder);
+  LoraMerger(const UNet2DConditionModel* unet, const ClipTextModel* text_encoder,
+             const ClipTextModel* text_encoder_2 = nullptr);
   // Restores the original weights.
   ~LoraMerger();
   LoraMerger(const LoraMerger&) = delete;

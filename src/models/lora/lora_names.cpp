@@ -25,7 +25,8 @@ std::map<std::string, std::string> unet_ldm_module_paths(const UNet2DConditionMo
   return paths;
 }
 
-LoraNames::LoraNames(const UNet2DConditionModel* unet, const ClipTextModel* text_encoder) {
+LoraNames::LoraNames(const UNet2DConditionModel* unet, const ClipTextModel* text_encoder,
+                     const ClipTextModel* text_encoder_2) {
   // Linear and Conv2d weights: 2-D or 4-D "weight"s, except embedding tables; with their biases.
   auto layers = [](const nn::Module& m, LoraPart part) {
     std::vector<LoraLayer> out;
@@ -58,6 +59,9 @@ LoraNames::LoraNames(const UNet2DConditionModel* unet, const ClipTextModel* text
       add(kohya_lora_name("lora_te1", l.module), l);
     }
   }
+  if (text_encoder_2)
+    for (auto& l : layers(*text_encoder_2, LoraPart::TextEncoder2))
+      add(kohya_lora_name("lora_te2", l.module), l);
 }
 
 void LoraNames::add(const std::string& name, const LoraLayer& layer) {

@@ -4,6 +4,7 @@
 //   lora_unet_<LDM path>         (older files: lora_unet_input_blocks_1_1_transformer_blocks_0_...)
 //   lora_te_<transformers path>  (lora_te_text_model_encoder_layers_0_self_attn_q_proj; also
 //                                 lora_te1_, SDXL's name for the same CLIP-L encoder)
+//   lora_te2_<transformers path> (SDXL's second, OpenCLIP text encoder)
 // with '.' joined as '_'. A name that two different modules would share is ambiguous and
 // resolves to nothing (none does in SD 1.x / 2.x).
 #pragma once
@@ -16,7 +17,7 @@
 
 namespace diffuse::models {
 
-enum class LoraPart { Unet, TextEncoder };
+enum class LoraPart { Unet, TextEncoder, TextEncoder2 };
 
 struct LoraLayer {
   LoraPart part = LoraPart::Unet;
@@ -29,7 +30,8 @@ struct LoraLayer {
 class LoraNames {
  public:
   // Either model may be null (its names are then unknown). The models need not be loaded.
-  LoraNames(const UNet2DConditionModel* unet, const ClipTextModel* text_encoder);
+  LoraNames(const UNet2DConditionModel* unet, const ClipTextModel* text_encoder,
+            const ClipTextModel* text_encoder_2 = nullptr);
 
   // The layer a kohya module name means, or null (unknown or ambiguous).
   const LoraLayer* find(const std::string& kohya_name) const;
