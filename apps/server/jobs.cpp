@@ -352,6 +352,12 @@ void JobQueue::execute(Job& job) {
     refiner_.reset();  // not kept for jobs that do not ask for it
     refiner_path_.clear();
   }
+  const int64_t clip_skip = req.clip_skip > 0 ? req.clip_skip : model->default_clip_skip();
+  try {
+    model->check_clip_skip(clip_skip);
+  } catch (const std::exception& e) {
+    return finish(JobState::Failed, 422, "invalid field 'clip_skip'", e.what());
+  }
   try {
     pipeline::validate_request(*model, req);
     if (refiner) pipeline::validate_refiner(*model, *refiner, req);
@@ -359,14 +365,8 @@ void JobQueue::execute(Job& job) {
     return finish(JobState::Failed, 422, "invalid request for this model", e.what());
   }
   const int per_batch = pipeline::steps_per_batch(*model, req);
-  const int64_t clip_skip = req.clip_skip > 0 ? req.clip_skip : model->default_clip_skip();
   // Clip skip counts the encoder's published blocks from the end; those the weights lack
   // (SD2's last one) cannot be skipped to.
-  try {
-    model->check_clip_skip(clip_skip);
-  } catch (const std::exception& e) {
-    return finish(JobState::Failed, 422, "invalid field 'clip_skip'", e.what());
-  }
   {
     std::lock_guard<std::mutex> lk(mu_);
     job.steps = int64_t(per_batch) * req.batch_count;
