@@ -108,6 +108,18 @@ TEST(SdxlCli, BadSizesAndMismatchedRefinerAreClearErrors) {
   EXPECT_FALSE(fs::exists(png));
 }
 
+// bench runs SDXL's UNet with its added conditioning (pooled embedding, time ids).
+TEST(SdxlCli, BenchTimesTheUnetWithAddedConditioning) {
+  const Pair p = sdxl_models();
+  if (p.base.empty()) GTEST_SKIP() << "no SDXL reference model";
+  std::string out;
+  const std::string size = std::to_string(test::diffusers_default_side(p.base));
+  ASSERT_EQ(test::run_diffuse("bench --json --runs 1 -m " + q(p.base) + " --size " + size, &out), 0) << out;
+  const auto j = nlohmann::json::parse(out.substr(out.rfind("\n{") + 1));
+  EXPECT_GT(j.at(size).at("unet_step_s").get<double>(), 0.0) << out;
+  EXPECT_GT(j.at(size).at("text_encode_s").get<double>(), 0.0) << out;
+}
+
 // convert both ways: folder -> single file -> folder; each form generates the same latents.
 TEST(SdxlCli, ConvertBothWaysKeepsTheModel) {
   const Pair p = sdxl_models();
