@@ -17,6 +17,7 @@
 #include "manifests.h"
 #include "model_forms.h"
 #include "pipeline/model_export.h"
+#include "tensor_maps_testing.h"
 #include "test_util.h"
 #include "tokenizer/clip_tokenizer.h"
 
@@ -26,35 +27,10 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
-  const Tensor ca = a.contiguous(), cb = b.contiguous();
-  return std::memcmp(ca.raw_data(), cb.raw_data(), ca.nbytes()) == 0;
-}
-
-void expect_same_tensors(const TensorMap& got, const TensorMap& want, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (const auto& [name, t] : want) {
-    auto it = got.find(name);
-    ASSERT_NE(it, got.end()) << what << ": " << name << " is missing";
-    EXPECT_TRUE(same_bits(it->second, t))
-        << what << ": " << name << " " << it->second.desc() << " vs " << t.desc();
-  }
-}
-
-void expect_same_components(const ModelFiles& got, const ModelFiles& want) {
-  expect_same_tensors(got.unet, want.unet, "unet");
-  expect_same_tensors(got.vae, want.vae, "vae");
-  expect_same_tensors(got.text_encoder, want.text_encoder, "text_encoder");
-  expect_same_tensors(got.text_encoder_2, want.text_encoder_2, "text_encoder_2");
-}
-
-std::string fresh_dir(const std::string& name) {
-  const fs::path p = fs::path(test::temp_dir()) / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
-}
+using test::expect_same_components;
+using test::expect_same_tensors;
+using test::fresh_dir;
+using test::same_bits;
 
 std::set<std::string> entries(const fs::path& dir) {
   std::set<std::string> out;

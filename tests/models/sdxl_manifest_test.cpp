@@ -9,6 +9,7 @@
 #include "models/clip/clip_text_model.h"
 #include "models/unet/unet_2d_condition.h"
 #include "models/vae/autoencoder_kl.h"
+#include "tensor_maps_testing.h"
 #include "test_util.h"
 
 using namespace diffuse;
@@ -16,19 +17,14 @@ using json = nlohmann::json;
 
 namespace {
 
+using test::parameter_shapes;
+using test::shape_only;
+
 io::NamedShapes entries(const json& j) {
   io::NamedShapes out;
   for (const auto& [name, shape] : j.items())
     if (shape.is_array()) out.emplace_back(name, shape.get<Shape>());
   return out;
-}
-
-io::TensorMap shape_only(const io::NamedShapes& names) {
-  static float dummy;
-  io::TensorMap m;
-  for (const auto& [name, shape] : names)
-    m[name] = Tensor::from_blob(&dummy, shape, DType::F32, nullptr);
-  return m;
 }
 
 int64_t elements(const io::NamedShapes& names) {
@@ -39,12 +35,6 @@ int64_t elements(const io::NamedShapes& names) {
     n += e;
   }
   return n;
-}
-
-io::NamedShapes parameter_shapes(const nn::Module& m) {
-  io::NamedShapes out;
-  for (const auto& p : m.named_parameters()) out.emplace_back(p.name, p.shape);
-  return out;
 }
 
 TEST(SdxlManifest, PublishedParameterCountsAndStrictModules) {

@@ -20,6 +20,7 @@
 #include "models/unet/unet_2d_condition.h"
 #include "models/vae/autoencoder_kl.h"
 #include "nn/functional.h"
+#include "tensor_maps_testing.h"
 #include "test_util.h"
 
 using namespace diffuse;
@@ -27,6 +28,11 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
+
+using test::expect_same_components;
+using test::expect_same_tensors;
+using test::fresh_dir;
+using test::same_bits;
 
 struct SdxlForm {
   std::string model, dir, path, kind;  // kind: diffusers, safetensors, ckpt, gguf
@@ -331,36 +337,6 @@ TEST_P(SdxlGolden, OpensWithBothTextEncoderSlots) {
     EXPECT_EQ(m.tokenizer_2_pad_token, "!");
     EXPECT_EQ(m.tokenizer_vocab.empty(), refiner);
   }
-}
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
-  const Tensor ca = a.contiguous(), cb = b.contiguous();
-  return std::memcmp(ca.raw_data(), cb.raw_data(), ca.nbytes()) == 0;
-}
-
-void expect_same_tensors(const io::TensorMap& got, const io::TensorMap& want,
-                         const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (const auto& [name, t] : want) {
-    auto it = got.find(name);
-    ASSERT_NE(it, got.end()) << what << ": " << name << " is missing";
-    EXPECT_TRUE(same_bits(it->second, t)) << what << ": " << name;
-  }
-}
-
-void expect_same_components(const io::ModelFiles& got, const io::ModelFiles& want) {
-  expect_same_tensors(got.unet, want.unet, "unet");
-  expect_same_tensors(got.vae, want.vae, "vae");
-  expect_same_tensors(got.text_encoder, want.text_encoder, "text_encoder");
-  expect_same_tensors(got.text_encoder_2, want.text_encoder_2, "text_encoder_2");
-}
-
-std::string fresh_dir(const std::string& name) {
-  const fs::path p = fs::path(test::temp_dir()) / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
 }
 
 // open -> single file (SDXL's conditioner layout) -> open: the same canonical tensors; written

@@ -8,12 +8,16 @@
 #include "io/name_map_inverse.h"
 #include "models/clip/clip_text_model.h"
 #include "models/unet/unet_2d_condition.h"
+#include "tensor_maps_testing.h"
 #include "test_util.h"
 
 using namespace diffuse;
 using json = nlohmann::json;
 
 namespace {
+
+using test::parameter_shapes;
+using test::shape_only;
 
 // SDXL 1.0 base's published unet/config.json fields that matter here.
 json sdxl_base_config() {
@@ -56,21 +60,6 @@ void expect_same(const models::UNetConfig& a, const models::UNetConfig& b) {
   EXPECT_EQ(a.addition_embed_type, b.addition_embed_type);
   EXPECT_EQ(a.addition_time_embed_dim, b.addition_time_embed_dim);
   EXPECT_EQ(a.projection_class_embeddings_input_dim, b.projection_class_embeddings_input_dim);
-}
-
-io::NamedShapes parameter_shapes(const nn::Module& m) {
-  io::NamedShapes out;
-  for (const auto& p : m.named_parameters()) out.emplace_back(p.name, p.shape);
-  return out;
-}
-
-// Shapes without data (nothing reads it): what config inference needs.
-io::TensorMap shape_only(const io::NamedShapes& names) {
-  static float dummy;
-  io::TensorMap m;
-  for (const auto& [name, shape] : names)
-    m[name] = Tensor::from_blob(&dummy, shape, DType::F32, nullptr);
-  return m;
 }
 
 std::string error_of(const json& j) {
