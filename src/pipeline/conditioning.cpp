@@ -5,12 +5,12 @@
 
 namespace diffuse::pipeline {
 
-namespace {
-
-Tensor repeat_rows(const Tensor& t, int64_t n) {
+Tensor repeat_batch(const Tensor& t, int64_t n) {
   if (!t.defined() || n == 1) return t;
   return ops::cat(std::vector<Tensor>(size_t(n), t), 0);
 }
+
+namespace {
 
 Tensor cat_rows(const Tensor& a, const Tensor& b, const char* what) {
   DF_CHECK(a.defined() == b.defined(), "conditioning: one side has ", what, ", the other not");
@@ -20,7 +20,7 @@ Tensor cat_rows(const Tensor& a, const Tensor& b, const char* what) {
 }  // namespace
 
 Conditioning Conditioning::repeat(int64_t n) const {
-  return {repeat_rows(context, n), repeat_rows(pooled, n), repeat_rows(time_ids, n)};
+  return {repeat_batch(context, n), repeat_batch(pooled, n), repeat_batch(time_ids, n)};
 }
 
 Conditioning Conditioning::cat(const Conditioning& a, const Conditioning& b) {

@@ -7,6 +7,9 @@
 
 namespace diffuse::pipeline {
 
+// t repeated n times along the batch: [1, ...] -> [n, ...] (an undefined t stays undefined).
+Tensor repeat_batch(const Tensor& t, int64_t n);
+
 struct Conditioning {
   Tensor context;   // [B, L, D]
   Tensor pooled;    // [B, P]: the projected pooled text embedding (SDXL); else undefined

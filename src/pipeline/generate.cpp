@@ -16,12 +16,6 @@ namespace diffuse::pipeline {
 
 namespace {
 
-// b x h w repeated along the batch: [1, ...] -> [n, ...]
-Tensor repeat_batch(const Tensor& t, int64_t n) {
-  if (n == 1) return t;
-  return ops::cat(std::vector<Tensor>(size_t(n), t), 0);
-}
-
 sampling::SamplerOptions sampler_options(const ModelBundle& model, const GenerateRequest& req) {
   sampling::SamplerOptions o;
   o.name = req.sampler;
