@@ -96,6 +96,15 @@ Tensor pad2d(const Tensor& x, int64_t left, int64_t right, int64_t top, int64_t 
 // nearest-neighbour 2x upsampling: [B, C, H, W] -> [B, C, 2H, 2W]
 Tensor upsample_nearest2x(const Tensor& x);
 
+// ---- resizing ----
+enum class ResizeMode { Nearest, Bilinear, Bicubic, Lanczos };
+// [B, C, H, W] -> [B, C, height, width], as torch.nn.functional.interpolate(x, size, mode,
+// align_corners=False, antialias): plain bilinear clamps its source, plain bicubic is Keys'
+// a = -0.75 with clamped borders; antialiased bilinear/bicubic are PIL's filters (bicubic
+// a = -0.5), stretched when shrinking and renormalised at the borders. Lanczos (a = 3) is PIL's
+// and needs antialias; nearest ignores it.
+Tensor resize(const Tensor& x, int64_t height, int64_t width, ResizeMode mode, bool antialias);
+
 // ---- shape ----
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim);
 
