@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <tuple>
 
 #include "core/finite.h"
 #include "ops/ops.h"
@@ -36,8 +37,9 @@ sampling::SamplerOptions sampler_options(const ModelBundle& model, const Generat
 
 // A sample of the VAE's posterior, scaled into the UNet's latent space (draws from gen).
 Tensor encode_sample(ModelBundle& model, const Tensor& image, sampling::Generator& gen, int64_t batch) {
-  auto d = model.vae().encode(image);
-  Tensor mean = repeat_batch(d.mean, batch), logvar = repeat_batch(d.logvar, batch);
+  auto d = model.vae().encode(image);  // one image for the batch, or one each
+  const int64_t n = image.size(0) == batch ? 1 : batch;
+  Tensor mean = repeat_batch(d.mean, n), logvar = repeat_batch(d.logvar, n);
   Tensor noise = gen.randn(mean.shape());
   Tensor stdev = ops::scale(logvar, 0.5f);
   float* p = stdev.data<float>();
@@ -66,7 +68,60 @@ Tensor binarize(const Tensor& mask) {
   return m;
 }
 
+// The multiple of pixels a size must be for this model (the VAE's and the UNet's downsampling).
+int64_t size_multiple(const ModelBundle& model) {
+  return (int64_t(1) << (model.vae_config.block_out_channels.size() - 1)) *
+         (int64_t(1) << (model.unet_config.block_out_channels.size() - 1));
+}
+
+int64_t vae_factor(const ModelBundle& model) {
+  return int64_t(1) << (model.vae_config.block_out_channels.size() - 1);
+}
+
+// The LoRA tags of a prompt, as (name, weights) text: a hires prompt may repeat the prompt's.
+std::vector<std::string> lora_tag_texts(const std::string& prompt) {
+  std::vector<std::string> out;
+  for (auto& t : tokenizer::parse_prompt_networks(prompt).loras)
+    out.push_back(str(t.name, ":", t.text_encoder_weight, ":", t.unet_weight));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void validate_hires(const ModelBundle& model, const GenerateRequest& req) {
+  DF_CHECK(!req.init_image.defined() && !req.init_image_latents.defined() && !req.mask.defined(),
+           "the hires fix is a txt2img second pass: it does not take an init image or a mask");
+  find_hires_upscaler(req.hires.upscaler);
+  DF_CHECK(req.hires.strength > 0.0 && req.hires.strength <= 1.0,
+           "the hires strength must be in (0, 1], got ", req.hires.strength);
+  DF_CHECK(req.hires.steps >= 0 && req.hires.steps <= 1000,
+           "hires steps must be between 0 (the first pass's) and 1000, got ", req.hires.steps);
+  DF_CHECK(req.hires.prompt.empty() || lora_tag_texts(req.hires.prompt) == lora_tag_texts(req.prompt),
+           "the hires prompt names other LoRAs than the prompt: the LoRAs of a run come from the "
+           "prompt (a hires prompt may only repeat its <lora:...> tags)");
+  GenerateRequest h = hires_request(model, req);
+  const int64_t f = vae_factor(model);
+  h.init_image_latents =
+      Tensor::zeros({req.batch_size, model.vae_config.latent_channels, h.height / f, h.width / f});
+  validate_request(model, h);
+}
+
 }  // namespace
+
+GenerateRequest hires_request(const ModelBundle& model, const GenerateRequest& req) {
+  GenerateRequest h = req;
+  std::tie(h.width, h.height) = hires_size(req.hires, req.width, req.height, size_multiple(model));
+  h.steps = req.hires.steps > 0 ? req.hires.steps : req.steps;
+  h.strength = req.hires.strength;
+  if (!req.hires.sampler.empty()) h.sampler = req.hires.sampler;
+  if (!req.hires.prompt.empty()) h.prompt = req.hires.prompt;
+  if (!req.hires.negative_prompt.empty()) h.negative_prompt = req.hires.negative_prompt;
+  h.init_image = h.init_image_latents = h.mask = h.init_latents = Tensor();
+  h.batch_count = 1;
+  h.denoising_start = 0.0;
+  h.denoising_end = 1.0;
+  h.hires = HiresOptions();
+  return h;
+}
 
 void validate_request(const ModelBundle& model, const GenerateRequest& req) {
   const int64_t f = int64_t(1) << (model.vae_config.block_out_channels.size() - 1);
@@ -121,6 +176,7 @@ void validate_request(const ModelBundle& model, const GenerateRequest& req) {
              " but this run needs f32", shape_str(want));
   }
   if (req.clip_skip > 0) model.check_clip_skip(req.clip_skip);
+  if (req.hires.enabled) validate_hires(model, req);
   for (auto& l : request_loras(req))
     DF_CHECK(std::filesystem::is_regular_file(l.path), "LoRA file ", l.path, " not found");
 }
@@ -234,9 +290,15 @@ Tensor sample_latents(ModelBundle& model, const GenerateRequest& req, const Cond
 }
 
 int steps_per_batch(const ModelBundle& model, const GenerateRequest& req) {
+  int hires = 0;
+  if (req.hires.enabled) {
+    GenerateRequest h = hires_request(model, req);
+    h.init_image_latents = Tensor::zeros({1});  // only its presence counts here
+    hires = steps_per_batch(model, h);
+  }
   const bool img2img = req.init_image.defined() || req.init_image_latents.defined();
-  if (!img2img || (model.inpaint && req.strength >= 1.0)) return req.steps;
-  return std::max(1, std::min(req.steps, int(req.steps * req.strength)));
+  if (!img2img || (model.inpaint && req.strength >= 1.0)) return req.steps + hires;
+  return std::max(1, std::min(req.steps, int(req.steps * req.strength))) + hires;
 }
 
 ImageParameters image_parameters(const GenerateRequest& req, const std::string& model_name,
@@ -264,6 +326,22 @@ ImageParameters image_parameters(const GenerateRequest& req, const std::string& 
   p.clip_skip = clip_skip;
   p.rng = req.rng;
   if (req.init_image.defined() || req.init_image_latents.defined()) p.denoising_strength = float(req.strength);
+  if (req.hires.enabled) {
+    const HiresOptions& h = req.hires;
+    p.hires = true;
+    p.denoising_strength = float(h.strength);
+    if (h.width > 0) {
+      p.hires_width = h.width;
+      p.hires_height = h.height;
+    } else {
+      p.hires_scale = float(h.scale);
+    }
+    p.hires_steps = h.steps;
+    p.hires_upscaler = find_hires_upscaler(h.upscaler).a1111;
+    if (h.sampler != req.sampler) p.hires_sampler = h.sampler;
+    if (h.prompt != req.prompt) p.hires_prompt = h.prompt;
+    if (h.negative_prompt != req.negative_prompt) p.hires_negative_prompt = h.negative_prompt;
+  }
   return p;
 }
 
@@ -279,6 +357,35 @@ CondPair encode_request(ModelBundle& model, const GenerateRequest& req, const st
   p.cond = request_conditioning(model, req, prompt, skip, false);
   if (req.cfg_scale > 1.0f) p.uncond = request_conditioning(model, req, req.negative_prompt, skip, true);
   return p;
+}
+
+// The images of final latents [B, C, h, w], [B, 3, H, W] in [-1, 1] (tiled when asked).
+Tensor decode_latents(ModelBundle& model, const Tensor& lat, bool tiled) {
+  const auto scope = model.compute_scope();
+  std::vector<Tensor> imgs;
+  for (int64_t i = 0; i < lat.size(0); ++i) {
+    const Tensor z = ops::scale(lat.slice(0, i, i + 1), 1.0f / model.vae_config.scaling_factor);
+    imgs.push_back(tiled ? model.vae().decode_tiled(z) : model.vae().decode(z));
+  }
+  return ops::cat(imgs, 0);
+}
+
+// The hires fix's second pass over one batch's final latents (pipeline/hires.h): each image
+// upscaled, then img2img at the larger size, its noise from the images' own seeds.
+Tensor hires_pass(ModelBundle& model, const GenerateRequest& req, const Tensor& lat,
+                  int64_t first_seed, const std::function<void(int, const Tensor&)>& on_step) {
+  GenerateRequest h = hires_request(model, req);
+  const HiresUpscaler& up = find_hires_upscaler(req.hires.upscaler);
+  const int64_t f = vae_factor(model);
+  if (up.latent) {
+    h.init_image_latents = upscale_latents(lat, up, h.height / f, h.width / f);
+  } else {
+    h.init_image = upscale_image(decode_latents(model, lat, req.vae_tiling), up, h.height, h.width);
+  }
+  std::string prompt;
+  request_loras(h, &prompt);  // the tags out of the text (the prompt's LoRAs are merged)
+  const CondPair c = encode_request(model, h, prompt);
+  return sample_latents(model, h, c.cond, c.uncond, Tensor(), first_seed, on_step);
 }
 
 }  // namespace
@@ -301,6 +408,8 @@ GenerateResult generate(ModelBundle& model, const GenerateRequest& req, const Pr
                         ModelBundle* refiner) {
   validate_request(model, req);
   if (refiner) validate_refiner(model, *refiner, req);
+  DF_CHECK(!(refiner && req.hires.enabled), "the hires fix and a refiner can't be combined yet: "
+           "run the refiner on the hires result as img2img");
   std::string prompt;
   const std::vector<models::LoraUse> loras = request_loras(req, &prompt);
   model.set_loras(loras);
@@ -320,16 +429,16 @@ GenerateResult generate(ModelBundle& model, const GenerateRequest& req, const Pr
   ModelBundle& decoder = refiner ? *refiner : model;
   GenerateResult res;
   std::vector<Tensor> all_latents;
-  const float sf = decoder.vae_config.scaling_factor;
   for (int batch = 0; batch < req.batch_count; ++batch) {
     const int64_t first_seed = req.seed + int64_t(batch) * req.batch_size;
     Tensor init;
     if (req.init_latents.defined())
       init = req.init_latents.slice(0, batch * req.batch_size, (batch + 1) * req.batch_size).contiguous();
     int done = 0;
+    const int total = steps_per_batch(model, req);
     auto on_step = [&](int, const Tensor&) {
       ++done;
-      if (progress && !progress(batch, done, req.steps)) throw Error("cancelled");
+      if (progress && !progress(batch, done, total)) throw Error("cancelled");
     };
     Tensor lat = sample_latents(model, base_req, base_cond.cond, base_cond.uncond, init, first_seed, on_step);
     if (refiner) {
@@ -337,15 +446,13 @@ GenerateResult generate(ModelBundle& model, const GenerateRequest& req, const Pr
       lat = sample_latents(*refiner, ref_req, ref_cond.cond, ref_cond.uncond, Tensor(), first_seed,
                            on_step);
     }
+    if (req.hires.enabled) lat = hires_pass(model, req, lat, first_seed, on_step);
     DF_CHECK(all_finite(lat), "sampling produced non-finite latents (NaN or Inf) with ",
              req.sampler, ": the model's weights, a LoRA weight or a setting (eta, cfg scale) "
              "overflowed; nothing was decoded");
     all_latents.push_back(lat);
-    const auto scope = decoder.compute_scope();
     for (int64_t i = 0; i < lat.size(0); ++i) {
-      const Tensor z = ops::scale(lat.slice(0, i, i + 1), 1.0f / sf);
-      Tensor img = req.vae_tiling ? decoder.vae().decode_tiled(z) : decoder.vae().decode(z);
-      auto imgs = tensor_to_images(img);
+      auto imgs = tensor_to_images(decode_latents(decoder, lat.slice(0, i, i + 1), req.vae_tiling));
       res.images.push_back(std::move(imgs[0]));
       res.seeds.push_back(first_seed + i);
     }

@@ -7,6 +7,7 @@
 
 #include "core/tensor.h"
 #include "io/image.h"
+#include "pipeline/hires.h"
 #include "pipeline/model_bundle.h"
 #include "pipeline/parameters.h"
 
@@ -56,6 +57,9 @@ struct GenerateRequest {
   // folder below it); the tags are taken out of the text the encoder sees.
   std::vector<models::LoraUse> loras;
   std::string lora_dir;
+
+  // txt2img's hires fix (pipeline/hires.h): a second, img2img pass at a larger size.
+  HiresOptions hires;
 };
 
 struct GenerateResult {
@@ -80,12 +84,17 @@ std::vector<models::LoraUse> request_loras(const GenerateRequest& req,
 // folder below DIR. NAME may not hold a path.
 std::string find_lora_file(const std::string& lora_dir, const std::string& name);
 
-// Model calls per batch: img2img runs only the last int(steps * strength) steps. (An order-2
-// sampler calls the model about twice per step; progress counts the callbacks.)
+// Model calls per batch: img2img runs only the last int(steps * strength) steps; the hires fix
+// adds its second pass's. (An order-2 sampler calls the model about twice per step; progress
+// counts the callbacks.)
 int steps_per_batch(const ModelBundle& model, const GenerateRequest& req);
 // The parameters an image of this request records (seed left for the caller per image).
 ImageParameters image_parameters(const GenerateRequest& req, const std::string& model_name,
                                  int64_t clip_skip);
+
+// The hires fix's second pass as a request of its own: its size, steps, strength, sampler and
+// prompts, img2img from latents (init_image_latents left for the caller), one batch.
+GenerateRequest hires_request(const ModelBundle& model, const GenerateRequest& req);
 
 // Checks that `refiner` can finish `base`'s images for this request (same latent space, no
 // inpainting, a switch in (0, 1)); throws one clear Error.

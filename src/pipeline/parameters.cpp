@@ -22,6 +22,21 @@ std::string fmt_float(float v) {
   return buf;
 }
 
+// A1111 quotes a field value holding a comma, colon or quote as a JSON string.
+std::string quoted(const std::string& v) {
+  if (v.find_first_of(",:\"") == std::string::npos) return v;
+  std::string q = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') q += '\\';
+    if (c == '\n') {
+      q += "\\n";
+      continue;
+    }
+    q += c;
+  }
+  return q + "\"";
+}
+
 }  // namespace
 
 std::string a1111_sampler_name(const std::string& sampler) {
@@ -57,6 +72,18 @@ std::string format_parameters(const ImageParameters& p) {
   if (!p.model.empty()) s += ", Model: " + p.model;
   if (p.denoising_strength) s += ", Denoising strength: " + fmt_float(*p.denoising_strength);
   if (p.clip_skip > 1) s += ", Clip skip: " + std::to_string(p.clip_skip);
+  if (p.hires) {
+    if (p.hires_width > 0)
+      s += ", Hires resize: " + std::to_string(p.hires_width) + "x" + std::to_string(p.hires_height);
+    else
+      s += ", Hires upscale: " + fmt_float(p.hires_scale);
+    if (p.hires_steps > 0) s += ", Hires steps: " + std::to_string(p.hires_steps);
+    s += ", Hires upscaler: " + p.hires_upscaler;
+    if (!p.hires_sampler.empty()) s += ", Hires sampler: " + a1111_sampler_name(p.hires_sampler);
+    if (!p.hires_prompt.empty()) s += ", Hires prompt: " + quoted(p.hires_prompt);
+    if (!p.hires_negative_prompt.empty())
+      s += ", Hires negative prompt: " + quoted(p.hires_negative_prompt);
+  }
   if (!p.refiner.empty())
     s += ", Refiner: " + p.refiner + ", Refiner switch at: " + fmt_float(p.refiner_switch_at);
   if (p.rng == "cpu") s += ", RNG: CPU";

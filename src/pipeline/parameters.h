@@ -20,6 +20,13 @@ struct ImageParameters {
   std::string rng;  // "cpu" / "cuda"
   std::string refiner;  // the refiner's file name without folders and extension ("" = none)
   float refiner_switch_at = 0;
+  // The hires fix (A1111's fields): upscale factor or size, second-pass steps (0: the first's),
+  // upscaler (A1111's name), and sampler/prompts where they differ from the first pass's.
+  bool hires = false;
+  float hires_scale = 0;
+  int64_t hires_width = 0, hires_height = 0;
+  int64_t hires_steps = 0;
+  std::string hires_upscaler, hires_sampler, hires_prompt, hires_negative_prompt;
 };
 
 // A1111's display name of a sampler ("euler_a" -> "Euler a"); the name itself if unknown.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "image_compare.h"
 #include "io/safetensors.h"
 #include "model_forms.h"
 #include "pipeline/generate.h"
@@ -197,15 +198,7 @@ TEST(SdxlGenerate, EulerRunDecodesToTheReferenceImage) {
     const io::Image& img = res.images[0];
     ASSERT_EQ(img.width, want.size(3));
     ASSERT_EQ(img.height, want.size(2));
-    const auto w = want.contiguous().to_float_vector();
-    double worst = 0;
-    for (int64_t c = 0; c < 3; ++c)
-      for (int64_t y = 0; y < img.height; ++y)
-        for (int64_t x = 0; x < img.width; ++x) {
-          const double got = img.pixels[size_t((y * img.width + x) * img.channels + c)] / 255.0;
-          worst = std::max(worst, std::abs(got - w[size_t((c * img.height + y) * img.width + x)]));
-        }
-    EXPECT_LE(worst, 1.0 / 255 + 1e-3) << "largest pixel difference";
+    EXPECT_LE(test::max_pixel_difference(img, want), 1.0 / 255 + 1e-3) << "largest pixel difference";
   }
 }
 
