@@ -37,6 +37,8 @@ struct GenerateArgs {
   int max_size = kMaxImageSide;
   std::string precision = "auto";
   std::string original_size, crop_top_left, target_size;  // SDXL micro-conditioning: "A,B"
+  double hires_scale = 0;                                   // --hires-scale (0: not given)
+  std::string hires_size;                                   // --hires-size WxH
   bool quiet = false;
 };
 
@@ -48,6 +50,30 @@ std::pair<int64_t, int64_t> parse_pair(const std::string& s, const char* what) {
                x <= 1 << 20 && y <= 1 << 20,
            what, " takes two non-negative integers A,B, got '", s, "'");
   return {x, y};
+}
+
+// "WxH" of option `what`.
+std::pair<int64_t, int64_t> parse_size(const std::string& s, const char* what) {
+  long long w = -1, h = -1;
+  char extra = 0;
+  DF_CHECK(std::sscanf(s.c_str(), "%lldx%lld%c", &w, &h, &extra) == 2 && w > 0 && h > 0 &&
+               w <= 1 << 20 && h <= 1 << 20,
+           what, " takes a size WxH in pixels (e.g. 1024x768), got '", s, "'");
+  return {w, h};
+}
+
+// --hires-scale / --hires-size: the hires fix is on when either is given.
+void set_hires(GenerateArgs& a) {
+  auto& h = a.req.hires;
+  DF_CHECK(a.hires_scale == 0 || a.hires_size.empty(), "give --hires-scale or --hires-size, not both");
+  if (a.hires_scale != 0) {
+    h.enabled = true;
+    h.scale = a.hires_scale;
+  }
+  if (!a.hires_size.empty()) {
+    h.enabled = true;
+    std::tie(h.width, h.height) = parse_size(a.hires_size, "--hires-size");
+  }
 }
 
 // out.png -> out-1.png, out-2.png ... when a run makes several images.
@@ -88,10 +114,14 @@ void check_arguments(const GenerateArgs& a) {
   const size_t n = size_t(a.req.batch_size) * size_t(a.req.batch_count);
   for (size_t i = 0; i < n; ++i) check_output_path(numbered(a.output, i, n), "-o/--output");
   if (!a.save_latents.empty()) check_output_path(a.save_latents, "--save-latents");
+  DF_CHECK(!a.req.hires.enabled || (a.init_image.empty() && a.mask.empty()),
+           "the hires fix (--hires-scale, --hires-size) is a txt2img second pass: it does not take "
+           "-i or --mask");
 }
 
 int run_generate(GenerateArgs& a) {
   if (a.threads > 0) set_num_threads(a.threads);
+  set_hires(a);
   check_arguments(a);
   auto& req = a.req;
   for (auto& l : a.loras) req.loras.push_back(parse_lora_option(l));
@@ -137,6 +167,14 @@ int run_generate(GenerateArgs& a) {
                model->family_name().c_str(), (long long)req.width,
                (long long)req.height, req.steps, req.sampler.c_str(), (long long)req.seed,
                pipeline::precision_name(model->precision()), num_threads());
+  if (req.hires.enabled) {
+    const auto h = pipeline::hires_request(*model, req);
+    DF_CHECK(h.width <= a.max_size && h.height <= a.max_size, "the hires size ", h.width, "x",
+             h.height, " is above --max-size ", a.max_size);
+    std::fprintf(stderr, "diffuse: hires fix to %lldx%lld, %d steps of %s at strength %g, %s\n",
+                 (long long)h.width, (long long)h.height, h.steps, h.sampler.c_str(), h.strength,
+                 req.hires.upscaler.c_str());
+  }
 
   const int per_batch = pipeline::steps_per_batch(*model, req);
   Progress bar("sampling", int64_t(per_batch) * req.batch_count, !a.quiet);
@@ -263,6 +301,33 @@ Command generate_cmd(
       sub.add_option("--refiner-switch-at", r.refiner_switch_at,
                      "With --refiner: the fraction of the steps the base model runs, in (0, 1)")
           ->capture_default_str();
+      auto& h = r.hires;
+      sub.add_option("--hires-scale", a->hires_scale,
+                     "Hires fix (txt2img): render at -W x -H, upscale by this factor and refine "
+                     "the result with an img2img pass at the larger size")
+          ->check(finite_range(1, 8));
+      sub.add_option("--hires-size", a->hires_size, "Hires fix to this size WxH instead of a factor");
+      std::string ups;
+      for (auto& u : pipeline::hires_upscalers())
+        ups += str(ups.empty() ? "" : ", ", u.name, u.latent ? "" : " (image)");
+      sub.add_option("--hires-upscaler", h.upscaler,
+                     "Hires fix: how the first pass is enlarged: " + ups +
+                         ". latent* resize the latents (A1111's \"Latent\" upscalers); the "
+                         "image ones decode, resize the picture and encode it again")
+          ->capture_default_str();
+      sub.add_option("--hires-steps", h.steps,
+                     "Hires fix: the second pass's steps, of which the last steps x strength run "
+                     "(0 = --steps)")
+          ->capture_default_str()
+          ->check(CLI::Range(0, 1000));
+      sub.add_option("--hires-strength", h.strength,
+                     "Hires fix: the second pass's denoising strength, in (0, 1]")
+          ->capture_default_str()
+          ->check(finite_range(0, 1));
+      sub.add_option("--hires-sampler", h.sampler, "Hires fix: the second pass's sampler (default: --sampler)");
+      sub.add_option("--hires-prompt", h.prompt, "Hires fix: the second pass's prompt (default: -p)");
+      sub.add_option("--hires-negative-prompt", h.negative_prompt,
+                     "Hires fix: the second pass's negative prompt (default: -n)");
       sub.add_option("-o,--output", a->output, "Output PNG; several images get -1, -2 ... suffixes")
           ->capture_default_str();
       add_threads_option(sub, a->threads);
@@ -285,6 +350,8 @@ Command generate_cmd(
           "(1024x1024)\n"
           "  diffuse generate -m sd_xl_turbo_1.0.safetensors -p \"a corgi\" --steps 1 "
           "--cfg-scale 0 --scheduler trailing -W 512 -H 512   (SDXL-Turbo)\n"
+          "  diffuse generate -m sd15 -p \"a castle\" -W 512 -H 512 --hires-scale 2 "
+          "--hires-steps 10   (hires fix: 1024x1024)\n"
           "The PNG carries the parameters in AUTOMATIC1111's format (PNG Info).");
       r.seed = -1;
       r.rng = "cpu";
