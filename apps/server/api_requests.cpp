@@ -6,6 +6,7 @@
 #include <limits>
 #include <mutex>
 #include <random>
+#include <tuple>
 
 #include "apps/server/api_error.h"
 #include "apps/server/base64.h"
@@ -273,6 +274,56 @@ static void resolve_loras(pipeline::GenerateRequest& req, const RequestDefaults&
   }
 }
 
+// A1111's hires fix fields of a txt2img request (enable_hr, hr_*), into req.hires; the sizes
+// are checked against the server's limit here, the rest against the model when the job runs.
+static void hires_settings(const json& body, pipeline::GenerateRequest& req,
+                           const RequestDefaults& d, json& echo) {
+  auto& h = req.hires;
+  h.enabled = get_bool(body, "enable_hr", false);
+  echo["enable_hr"] = h.enabled;
+  if (!h.enabled) return;
+  h.scale = get_number(body, "hr_scale", 2.0, 1.0, 8.0);
+  const int64_t x = get_int(body, "hr_resize_x", 0, 0, d.max_size);
+  const int64_t y = get_int(body, "hr_resize_y", 0, 0, d.max_size);
+  // One side given: the other keeps the first pass's aspect ratio (as A1111).
+  h.width = x > 0 ? x : (y > 0 ? y * req.width / req.height : 0);
+  h.height = y > 0 ? y : (x > 0 ? x * req.height / req.width : 0);
+  const std::string up = get_string(body, "hr_upscaler", "Latent");
+  try {
+    h.upscaler = pipeline::find_hires_upscaler(up).name;
+  } catch (const Error& e) {
+    bad_field("hr_upscaler", e.what());
+  }
+  h.steps = int(get_int(body, "hr_second_pass_steps", 0, 0, d.max_steps));
+  h.strength = get_number(body, "denoising_strength", 0.7, 0.0, 1.0);
+  if (h.strength <= 0.0) bad_field("denoising_strength", "must be in (0, 1], got 0");
+  const std::string sampler = get_string(body, "hr_sampler_name", "");
+  if (!sampler.empty() && sampler != "Use same sampler") {
+    pipeline::GenerateRequest tmp;
+    set_sampler(tmp, "hr_sampler_name", sampler, "");
+    h.sampler = tmp.sampler;
+  }
+  h.prompt = get_prompt(body, "hr_prompt", d);
+  h.negative_prompt = get_prompt(body, "hr_negative_prompt", d);
+  int64_t w = 0, ht = 0;
+  try {
+    std::tie(w, ht) = pipeline::hires_size(h, req.width, req.height, 8);
+  } catch (const Error& e) {
+    bad_field(h.width > 0 ? "hr_resize_x" : "hr_scale", e.what());
+  }
+  check_size(h.width > 0 ? "hr_resize_x" : "hr_scale", w, d.max_size);
+  check_size(h.height > 0 ? "hr_resize_y" : "hr_scale", ht, d.max_size);
+  echo["hr_scale"] = h.scale;
+  echo["hr_resize_x"] = x;
+  echo["hr_resize_y"] = y;
+  echo["hr_upscaler"] = up;
+  echo["hr_second_pass_steps"] = h.steps;
+  echo["denoising_strength"] = h.strength;
+  echo["hr_sampler_name"] = sampler;
+  echo["hr_prompt"] = h.prompt;
+  echo["hr_negative_prompt"] = h.negative_prompt;
+}
+
 JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
                   const RequestDefaults& d) {
   JobSpec spec;
@@ -360,6 +411,7 @@ JobSpec a1111_job(const json& body, bool img2img, const ModelDirectory& models,
     p["denoising_strength"] = req.strength;
     p["include_init_images"] = get_bool(body, "include_init_images", false);
   }
+  if (!img2img) hires_settings(body, req, d, p);
   p["model"] = spec.model.name;
   if (spec.refiner) {
     p["refiner_checkpoint"] = spec.refiner->name;

@@ -395,6 +395,8 @@ void validate_refiner(const ModelBundle& base, const ModelBundle& refiner, const
            "the refiner switch must be in (0, 1), got ", req.refiner_switch_at);
   DF_CHECK(!base.inpaint && !refiner.inpaint && !req.mask.defined(),
            "a refiner does not work with inpainting");
+  DF_CHECK(!req.hires.enabled, "the hires fix and a refiner can't be combined yet: run the "
+           "refiner on the hires result as img2img");
   DF_CHECK(refiner.vae_config.latent_channels == base.vae_config.latent_channels &&
                refiner.vae_config.scaling_factor == base.vae_config.scaling_factor &&
                refiner.vae_config.block_out_channels.size() == base.vae_config.block_out_channels.size(),
@@ -408,8 +410,6 @@ GenerateResult generate(ModelBundle& model, const GenerateRequest& req, const Pr
                         ModelBundle* refiner) {
   validate_request(model, req);
   if (refiner) validate_refiner(model, *refiner, req);
-  DF_CHECK(!(refiner && req.hires.enabled), "the hires fix and a refiner can't be combined yet: "
-           "run the refiner on the hires result as img2img");
   std::string prompt;
   const std::vector<models::LoraUse> loras = request_loras(req, &prompt);
   model.set_loras(loras);
